@@ -1,0 +1,1 @@
+"""clustercam: Cluster-CAM and its baselines for explaining CNN image classifiers."""

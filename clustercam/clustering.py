@@ -1,0 +1,270 @@
+"""Clustering of feature maps: K-means and spectral clustering (paper §3.1, eqs. 10–17).
+
+Pure functions on tensors; they run on the device of their input. A feature map ``F_n`` is a
+point: its ``h·w`` values flattened. Randomness comes from a seeded CPU generator, so the same
+points and seed give the same labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """Outcome of :func:`kmeans`.
+
+    Attributes:
+        labels: cluster of each point, ``(N,)`` int64 in ``[0, Q)``; every cluster is non-empty.
+        centroids: ``(Q, D)`` cluster means.
+        inertia: sum of squared distances of the points to their centroids.
+        iterations: Lloyd iterations of the best restart.
+    """
+
+    labels: torch.Tensor
+    centroids: torch.Tensor
+    inertia: float
+    iterations: int
+
+
+@dataclass(frozen=True)
+class SpectralResult:
+    """Outcome of :func:`spectral_clustering`.
+
+    Attributes:
+        labels: cluster of each point, ``(N,)`` int64.
+        embedding: ``B`` of eq. 16, the rows ``q_n = [u_n2 … u_n(K+1)]``, shape ``(N, K)``.
+        eigenvalues: the ``K + 1`` smallest Laplacian eigenvalues (λ₁ ≤ … ≤ λ_{K+1}).
+        scale: the distance scale used in eq. 17.
+    """
+
+    labels: torch.Tensor
+    embedding: torch.Tensor
+    eigenvalues: torch.Tensor
+    scale: float
+
+
+def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
+    if points.dim() != 2:
+        raise ValueError(f"Expected points as an N×D matrix, got shape {tuple(points.shape)}.")
+    n = points.shape[0]
+    if not 2 <= q <= n:
+        raise ValueError(f"The number of clusters Q must be between 2 and the number of points ({n}); got {q}.")
+    if not torch.isfinite(points).all():
+        raise ValueError("The points contain NaN or infinite values.")
+    distinct = torch.unique(points, dim=0).shape[0]
+    if distinct < q:
+        raise ValueError(
+            f"Only {distinct} of the {n} points are distinct, so they cannot form Q = {q} "
+            f"non-empty clusters; choose Q ≤ {distinct}."
+        )
+    return points.float() if not points.is_floating_point() else points
+
+
+def squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """``(N, Q)`` squared Euclidean distances, ‖x‖² + ‖c‖² − 2x·c clamped at 0."""
+    cross = points @ centroids.T
+    return (points.square().sum(1, keepdim=True) + centroids.square().sum(1) - 2 * cross).clamp_min_(0)
+
+
+def _kmeans_plus_plus(points: torch.Tensor, q: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007): each new centre drawn ∝ D²."""
+    n = points.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = [points[first]]
+    closest = squared_distances(points, points[first : first + 1]).squeeze(1)
+    for _ in range(1, q):
+        weights = closest.detach().to("cpu", torch.float64)
+        if weights.sum() <= 0:  # remaining points coincide with centres
+            weights = torch.ones(n, dtype=torch.float64)
+        index = int(torch.multinomial(weights, 1, generator=generator))
+        centres.append(points[index])
+        closest = torch.minimum(closest, squared_distances(points, points[index : index + 1]).squeeze(1))
+    return torch.stack(centres)
+
+
+def _fill_empty_clusters(points: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, q: int) -> torch.Tensor:
+    """Re-seed empty clusters with the points farthest from their centroid (never emptying another)."""
+    counts = torch.bincount(labels, minlength=q)
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if not empty:
+        return labels
+    labels = labels.clone()
+    far = (points - centroids[labels]).square().sum(1)
+    for cluster in empty:
+        movable = counts[labels] > 1
+        candidates = torch.where(movable, far, torch.full_like(far, -1.0))
+        index = int(candidates.argmax())
+        counts[labels[index]] -= 1
+        counts[cluster] += 1
+        labels[index] = cluster
+        far[index] = -1.0
+    return labels
+
+
+def _lloyd(points: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> KMeansResult:
+    q = centroids.shape[0]
+    labels = squared_distances(points, centroids).argmin(1)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        labels = _fill_empty_clusters(points, labels, centroids, q)
+        counts = torch.bincount(labels, minlength=q).to(points.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, points)
+        centroids = sums / counts.unsqueeze(1)
+        new_labels = squared_distances(points, centroids).argmin(1)
+        if torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+    inertia = float((points - centroids[labels]).square().sum())
+    return KMeansResult(labels, centroids, inertia, iterations)
+
+
+def kmeans(
+    points: torch.Tensor,
+    q: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+) -> KMeansResult:
+    """K-means of ``N`` points into ``Q`` clusters (the paper's §3.1, with k-means++ seeding).
+
+    Lloyd's algorithm: assign each point to its nearest mean, recompute the means, repeat until no
+    point changes cluster. A cluster that empties is re-seeded with the point farthest from its
+    centroid. ``n_init`` seeded restarts run one after another; the lowest inertia wins.
+
+    Raises:
+        ValueError: ``Q`` outside ``[2, N]``, NaN/inf points, or fewer than ``Q`` distinct points.
+    """
+    points = _check_points(points, q)
+    if n_init < 1 or max_iter < 1:
+        raise ValueError("n_init and max_iter must be at least 1.")
+    best: KMeansResult | None = None
+    for restart in range(n_init):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + restart)
+        result = _lloyd(points, _kmeans_plus_plus(points, q, generator), max_iter)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    return best
+
+
+def pairwise_distances(points: torch.Tensor) -> torch.Tensor:
+    """``d(i, j) = ‖F_i − F_j‖`` for all pairs, ``(N, N)``."""
+    return squared_distances(points, points).sqrt()
+
+
+def similarity_matrix(distances: torch.Tensor, scale: float) -> torch.Tensor:
+    """Eq. 17 with a distance scale: ``S(i, j) = exp(−‖F_i − F_j‖ / scale)``.
+
+    The paper's ``exp(−‖F_i − F_j‖)`` is ``scale = 1``; for feature maps with norms in the tens or
+    hundreds it is 0 for every pair, so :func:`spectral_clustering` divides distances by their
+    median by default (``S`` is then ``1/e`` at the median distance, whatever the layer's units).
+    """
+    if scale <= 0:
+        raise ValueError(f"The distance scale must be positive; got {scale}.")
+    return torch.exp(-distances / scale)
+
+
+def adjacency_matrix(similarity: torch.Tensor, *, sigma: float, theta: float) -> torch.Tensor:
+    """Eq. 11: ``A(i, j) = exp(−(1 − S(i, j)) / σ)`` where ``S(i, j) > θ``, else 0; no self-loops."""
+    if sigma <= 0:
+        raise ValueError(f"σ must be positive; got {sigma}.")
+    weights = torch.exp(-(1.0 - similarity) / sigma)
+    adjacency = torch.where(similarity > theta, weights, torch.zeros_like(weights))
+    return adjacency.fill_diagonal_(0.0)
+
+
+def graph_laplacian(adjacency: torch.Tensor, *, normalized: bool = True) -> torch.Tensor:
+    """Eq. 13 ``L = D − A`` or eq. 14 ``L_N = I − D^{-1/2} A D^{-1/2}``.
+
+    An isolated vertex (degree 0) gets ``D^{-1/2} = 0``: its row of ``L_N`` is the identity row,
+    an eigenvector of its own with eigenvalue 1, so disconnected graphs cause no division by 0.
+    """
+    degree = adjacency.sum(1)
+    if not normalized:
+        return torch.diag(degree) - adjacency
+    inv_sqrt = torch.where(degree > 0, degree.clamp_min(1e-300).rsqrt(), torch.zeros_like(degree))
+    identity = torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device)
+    return identity - inv_sqrt[:, None] * adjacency * inv_sqrt[None, :]
+
+
+def spectral_embedding(laplacian: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 15–16: the ``K`` smoothest non-trivial eigenvectors ``u_2 … u_{K+1}`` as columns.
+
+    Returns ``(eigenvalues[:K+1], B)``; ``u_1`` (constant for a connected graph) is dropped.
+    """
+    n = laplacian.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"The number of eigenvectors K must be between 1 and N − 1 = {n - 1}; got {k}.")
+    symmetric = (laplacian + laplacian.T) / 2
+    eigenvalues, eigenvectors = torch.linalg.eigh(symmetric)
+    return eigenvalues[: k + 1], eigenvectors[:, 1 : k + 1]
+
+
+def spectral_clustering(
+    points: torch.Tensor,
+    q: int,
+    *,
+    n_eigenvectors: int | None = None,
+    sigma: float = 0.2,
+    theta: float = 0.0,
+    laplacian: Literal["normalized", "unnormalized"] = "normalized",
+    scale: float | None = None,
+    seed: int = 0,
+    n_init: int = 4,
+) -> SpectralResult:
+    """Spectral clustering of feature maps exactly as the paper's eqs. 10–17.
+
+    1. distances ``d(i, j) = ‖F_i − F_j‖`` and similarity ``S = exp(−d / scale)`` (eq. 17);
+    2. adjacency ``A`` with threshold θ and σ (eq. 11);
+    3. Laplacian ``L = D − A`` (eq. 13) or its normalised form ``L_N`` (eq. 14);
+    4. the ``K`` smoothest non-trivial eigenvectors as the rows ``q_n`` of ``B`` (eqs. 15–16);
+    5. K-means of the rows ``q_n`` into ``Q`` clusters.
+
+    Args:
+        n_eigenvectors: ``K``; default ``Q − 1`` (for ``Q = 2`` the Fiedler vector alone).
+        sigma: σ of eq. 11. Smaller σ sharpens the contrast between near and far maps.
+        theta: θ of eq. 11, in ``[0, 1)``; pairs with ``S ≤ θ`` get no edge.
+        laplacian: ``"normalized"`` (eq. 14, default) or ``"unnormalized"`` (eq. 13).
+        scale: distance scale of eq. 17; default the median pairwise distance (1 if that is 0).
+
+    Raises:
+        ValueError: bad ``Q``/``K``/σ/θ, NaN/inf points, or fewer than ``Q`` distinct points.
+    """
+    points = _check_points(points, q)
+    n = points.shape[0]
+    k = q - 1 if n_eigenvectors is None else n_eigenvectors
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"The number of eigenvectors K must be between 1 and N − 1 = {n - 1}; got {k}.")
+    if not 0.0 <= theta < 1.0:
+        raise ValueError(f"θ must be in [0, 1); got {theta}.")
+    if laplacian not in ("normalized", "unnormalized"):
+        raise ValueError(f"laplacian must be 'normalized' or 'unnormalized'; got {laplacian!r}.")
+    distances = pairwise_distances(points.double())
+    if scale is None:
+        off_diagonal = distances[~torch.eye(n, dtype=torch.bool, device=distances.device)]
+        median = float(off_diagonal.median())
+        scale = median if median > 0 else 1.0
+    adjacency = adjacency_matrix(similarity_matrix(distances, scale), sigma=sigma, theta=theta)
+    lap = graph_laplacian(adjacency, normalized=laplacian == "normalized")
+    eigenvalues, embedding = spectral_embedding(lap, k)
+    embedding = embedding.to(points.dtype)
+    # Rows of B may coincide (e.g. vertices of a disconnected component): cluster on the distinct
+    # rows' geometry but never ask for more clusters than there are distinct rows.
+    labels = _cluster_rows(embedding, points, q, seed=seed, n_init=n_init)
+    return SpectralResult(labels, embedding, eigenvalues.to(points.dtype), float(scale))
+
+
+def _cluster_rows(embedding: torch.Tensor, points: torch.Tensor, q: int, *, seed: int, n_init: int) -> torch.Tensor:
+    distinct_rows = torch.unique(embedding, dim=0).shape[0]
+    if distinct_rows >= q:
+        return kmeans(embedding, q, seed=seed, n_init=n_init).labels
+    # Degenerate spectrum (fewer distinct spectral vectors than clusters): append the raw maps,
+    # scaled down so the spectral coordinates still dominate, to break the ties.
+    spread = points.std().clamp_min(1e-12)
+    augmented = torch.cat([embedding, 1e-3 * points / spread], dim=1)
+    return kmeans(augmented, q, seed=seed, n_init=n_init).labels

@@ -1,0 +1,255 @@
+"""The template every CAM method follows, and the result objects they return.
+
+A call ``cam(inputs, targets)``:
+
+1. one forward pass of the batch with the target layer captured (activations ``F``; with
+   ``needs_gradients``, also ``∂s_c/∂F`` of the target logit ``s_c``, back-propagated through the
+   layers after the target layer only);
+2. ``explain`` (the one method a subclass writes) turns that into a saliency map per image, at any
+   resolution, and counts its extra forward/backward passes;
+3. ``finalize`` upsamples the map to the input size and scales it into ``[0, 1]``
+   (``max(x, 0) / max`` for the CAM family, as in their papers).
+
+Forward passes count *images* pushed through the network (a batch of k images counts k; a pass
+through only the layers after the target layer counts too); backward passes likewise.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..hooks import LayerCapture, resolve_layer
+from ..maps import relu_max, upsample
+
+Targets = int | Sequence[int] | torch.Tensor | None
+
+
+@dataclass
+class Explanation:
+    """One image's explanation (``result[i]``)."""
+
+    method: str
+    heatmap: torch.Tensor
+    target: int
+    target_probability: float
+    top_classes: list[int]
+    top_probabilities: list[float]
+    forward_passes: int
+    backward_passes: int
+    seconds: float
+
+
+@dataclass
+class CAMResult:
+    """A batch of explanations.
+
+    Attributes:
+        heatmaps: ``(B, H, W)`` in ``[0, 1]``, at the input size.
+        targets: ``(B,)`` explained class of each image.
+        probabilities: ``(B, classes)`` softmax of the unmasked inputs' logits.
+        forward_passes / backward_passes: totals for the batch (see the module docstring).
+        seconds: wall time of the call.
+    """
+
+    method: str
+    heatmaps: torch.Tensor
+    targets: torch.Tensor
+    probabilities: torch.Tensor
+    forward_passes: int
+    backward_passes: int
+    seconds: float
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.heatmaps.shape[0]
+
+    def target_probabilities(self) -> torch.Tensor:
+        return self.probabilities.gather(1, self.targets[:, None]).squeeze(1)
+
+    def top(self, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, class indices)`` of the ``k`` most likely classes, ``(B, k)`` each."""
+        return self.probabilities.topk(min(k, self.probabilities.shape[1]), dim=1)
+
+    def _common(self, index: int) -> dict:
+        n = len(self)
+        values, classes = self.top(5)
+        return {
+            "method": self.method,
+            "heatmap": self.heatmaps[index],
+            "target": int(self.targets[index]),
+            "target_probability": float(self.probabilities[index, self.targets[index]]),
+            "top_classes": classes[index].tolist(),
+            "top_probabilities": values[index].tolist(),
+            "forward_passes": self.forward_passes // n,
+            "backward_passes": self.backward_passes // n,
+            "seconds": self.seconds / n,
+        }
+
+    def __getitem__(self, index: int) -> Explanation:
+        return Explanation(**self._common(index))
+
+
+@dataclass
+class ForwardState:
+    """What ``explain`` receives: the batch, its logits and the captured layer."""
+
+    inputs: torch.Tensor
+    logits: torch.Tensor
+    activations: torch.Tensor
+    gradients: torch.Tensor | None
+    targets: torch.Tensor
+
+
+@dataclass
+class Saliency:
+    """What ``explain`` returns: maps ``(B, h, w)`` (any resolution) and its extra pass counts."""
+
+    maps: torch.Tensor
+    forward_passes: int = 0
+    backward_passes: int = 0
+    extras: dict = field(default_factory=dict)
+
+
+def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """Class index per image: the top-1 prediction by default, or the given index(es)."""
+    batch, classes = logits.shape
+    if targets is None:
+        resolved = logits.argmax(dim=1)
+    elif isinstance(targets, int):
+        resolved = torch.full((batch,), targets, dtype=torch.long, device=logits.device)
+    else:
+        resolved = torch.as_tensor(targets, dtype=torch.long, device=logits.device).flatten()
+        if resolved.numel() == 1:
+            resolved = resolved.expand(batch).clone()
+    if resolved.shape != (batch,):
+        raise ValueError(f"Expected one target per image ({batch}); got {resolved.numel()}.")
+    if ((resolved < 0) | (resolved >= classes)).any():
+        raise ValueError(f"Target class indices must be in [0, {classes}); got {resolved.tolist()}.")
+    return resolved
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+class BaseCAM:
+    """Shared machinery; a method subclasses it and implements :meth:`explain`.
+
+    Args:
+        model: an ``nn.Module`` in eval mode, or a zoo :class:`~clustercam.zoo.ModelSpec`.
+        layer: target layer (dotted name or module); default the spec's ``default_layer``.
+        batch_size: images per forward pass in the method's extra (masked/ablated) passes.
+
+    Usable as a context manager for symmetry with pytorch-grad-cam; hooks only exist during a
+    call, so leaving the context (or not using one) never leaks a hook.
+    """
+
+    name: ClassVar[str] = "base"
+    needs_gradients: ClassVar[bool] = False
+
+    def __init__(self, model, layer: str | nn.Module | None = None, *, batch_size: int = 64):
+        spec = model if hasattr(model, "default_layer") and hasattr(model, "model") else None
+        self.model: nn.Module = spec.model if spec is not None else model
+        if layer is None:
+            if spec is None:
+                raise ValueError("Name the target layer (or pass a zoo ModelSpec, which has a default).")
+            layer = spec.default_layer
+        self.layer_name, self.layer = resolve_layer(self.model, layer)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+        self.batch_size = int(batch_size)
+
+    def __enter__(self) -> BaseCAM:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __call__(self, inputs: torch.Tensor, targets: Targets = None) -> CAMResult:
+        start = time.perf_counter()
+        if inputs.dim() != 4:
+            raise ValueError(f"Expected a B×C×H×W input batch; got shape {tuple(inputs.shape)}.")
+        if self.model.training:
+            warnings.warn(
+                "The model is in training mode (dropout/batch-norm statistics make explanations "
+                "noisy); call model.eval() first.",
+                stacklevel=2,
+            )
+        inputs = inputs.to(model_device(self.model))
+        state = self.forward(inputs, targets)
+        saliency = self.explain(state)
+        heatmaps = self.finalize(saliency.maps, (inputs.shape[-2], inputs.shape[-1]))
+        batch = inputs.shape[0]
+        return self.make_result(
+            state,
+            heatmaps=heatmaps,
+            forward_passes=batch + saliency.forward_passes,
+            backward_passes=(batch if self.needs_gradients else 0) + saliency.backward_passes,
+            seconds=time.perf_counter() - start,
+            extras=saliency.extras,
+        )
+
+    def forward(self, inputs: torch.Tensor, targets: Targets) -> ForwardState:
+        """One pass with the layer captured; gradients of the target logits where needed."""
+        with LayerCapture(self.model, self.layer, differentiable=self.needs_gradients) as capture:
+            with torch.set_grad_enabled(self.needs_gradients):
+                logits = self.model(inputs)
+            if capture.activations is None:
+                raise RuntimeError(f"Layer '{self.layer_name}' was not reached by the forward pass.")
+            resolved = resolve_targets(targets, logits)
+            gradients = None
+            if self.needs_gradients:
+                gradients = capture.gradients(logits.gather(1, resolved[:, None])).detach()
+            activations = capture.activations.detach()
+        check_finite(activations, self.layer_name)
+        return ForwardState(inputs, logits.detach(), activations, gradients, resolved)
+
+    def explain(self, state: ForwardState) -> Saliency:
+        raise NotImplementedError
+
+    def finalize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Saliency maps → heatmaps: bilinear upsampling to ``size``, then ``max(x, 0) / max``."""
+        return relu_max(upsample(maps, size))
+
+    def make_result(self, state: ForwardState, **fields) -> CAMResult:
+        return CAMResult(
+            method=self.name,
+            targets=state.targets,
+            probabilities=state.logits.float().softmax(dim=1),
+            **fields,
+        )
+
+
+def check_finite(activations: torch.Tensor, layer: str) -> None:
+    if not torch.isfinite(activations).all():
+        raise ValueError(f"The activations of layer '{layer}' contain NaN or infinite values.")
+
+
+class WeightedCAM(BaseCAM):
+    """The CAM family of eq. 1: ``M_c = ReLU(Σ_n α_n^c F_n)``; a subclass defines α (:meth:`weights`)."""
+
+    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
+        """``(α of shape (B, N), extra forward passes, extra backward passes)``."""
+        raise NotImplementedError
+
+    def explain(self, state: ForwardState) -> Saliency:
+        alpha, forward_passes, backward_passes = self.weights(state)
+        maps = torch.einsum("bn,bnhw->bhw", alpha.to(state.activations.dtype), state.activations)
+        return Saliency(maps.clamp_min(0), forward_passes, backward_passes)

