@@ -1,1 +1,46 @@
-"""clustercam: Cluster-CAM and its baselines for explaining CNN image classifiers."""
+"""clustercam: Cluster-CAM and its baselines for explaining CNN image classifiers.
+
+>>> import clustercam
+>>> spec = clustercam.load_model()                    # embedded EfficientNet-Lite0, offline
+>>> x = spec.preprocess("assets/chelsea.jpg")
+>>> result = clustercam.ClusterCAM(spec, q=6)(x)      # default layer, predicted class
+>>> result[0].heatmap.shape, result[0].base_index, result[0].scissors_index
+"""
+
+from .clustering import kmeans, spectral_clustering
+from .hooks import LayerCapture
+from .imaging import ImageError, load_image
+from .methods import (
+    DEFAULT_BETA,
+    DEFAULT_Q,
+    METHODS,
+    BaseCAM,
+    CAMResult,
+    ClusterCAM,
+    ClusterCAMResult,
+    get_method,
+)
+from .zoo import ModelSpec, WeightsUnavailableError, available_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BETA",
+    "DEFAULT_Q",
+    "METHODS",
+    "BaseCAM",
+    "CAMResult",
+    "ClusterCAM",
+    "ClusterCAMResult",
+    "ImageError",
+    "LayerCapture",
+    "ModelSpec",
+    "WeightsUnavailableError",
+    "__version__",
+    "available_models",
+    "get_method",
+    "kmeans",
+    "load_image",
+    "load_model",
+    "spectral_clustering",
+]

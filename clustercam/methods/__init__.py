@@ -1,15 +1,37 @@
-"""CAM methods: Cluster-CAM and the baselines, all over :class:`~clustercam.methods.base.BaseCAM`."""
+"""CAM methods: Cluster-CAM and the baselines, all over :class:`~clustercam.methods.base.BaseCAM`.
+
+:data:`METHODS` maps the names used by the CLI, the benchmark and the app to the classes.
+"""
+
+from __future__ import annotations
 
 from .base import BaseCAM, CAMResult, Explanation
 from .cluster import DEFAULT_BETA, DEFAULT_Q, ClusterCAM, ClusterCAMResult, ClusterExplanation
 
+#: name → class; every class takes ``(model, layer=None, *, batch_size=..., **options)``.
+METHODS: dict[str, type[BaseCAM]] = {
+    "clustercam": ClusterCAM,
+}
+
+
+def get_method(name: str) -> type[BaseCAM]:
+    """The class registered as ``name`` (case-insensitive; ``-`` and ``_`` ignored)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    for registered, cls in METHODS.items():
+        if registered.replace("-", "").replace("_", "") == key:
+            return cls
+    raise ValueError(f"Unknown method '{name}'. Choose from: {', '.join(METHODS)}.")
+
+
 __all__ = [
     "DEFAULT_BETA",
     "DEFAULT_Q",
+    "METHODS",
     "BaseCAM",
     "CAMResult",
     "ClusterCAM",
     "ClusterCAMResult",
     "ClusterExplanation",
     "Explanation",
+    "get_method",
 ]
