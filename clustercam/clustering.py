@@ -64,25 +64,32 @@ def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
     return points.float() if not points.is_floating_point() else points
 
 
-def squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """``(N, Q)`` squared Euclidean distances, ‖x‖² + ‖c‖² − 2x·c clamped at 0."""
-    cross = points @ centroids.T
-    return (points.square().sum(1, keepdim=True) + centroids.square().sum(1) - 2 * cross).clamp_min_(0)
+def squared_distances(
+    points: torch.Tensor, centroids: torch.Tensor, point_norms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(N, Q)`` squared Euclidean distances, ‖x‖² + ‖c‖² − 2x·c clamped at 0.
+
+    ``point_norms`` (``‖x‖²`` as an ``(N, 1)`` column) saves recomputing them on every iteration.
+    """
+    if point_norms is None:
+        point_norms = points.square().sum(1, keepdim=True)
+    return torch.addmm(point_norms + centroids.square().sum(1), points, centroids.T, alpha=-2).clamp_min_(0)
 
 
 def _kmeans_plus_plus(points: torch.Tensor, q: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii, 2007): each new centre drawn ∝ D²."""
     n = points.shape[0]
+    norms = points.square().sum(1, keepdim=True)
     first = int(torch.randint(n, (1,), generator=generator))
     centres = [points[first]]
-    closest = squared_distances(points, points[first : first + 1]).squeeze(1)
+    closest = squared_distances(points, points[first : first + 1], norms).squeeze(1)
     for _ in range(1, q):
         weights = closest.detach().to("cpu", torch.float64)
         if weights.sum() <= 0:  # remaining points coincide with centres
             weights = torch.ones(n, dtype=torch.float64)
         index = int(torch.multinomial(weights, 1, generator=generator))
         centres.append(points[index])
-        closest = torch.minimum(closest, squared_distances(points, points[index : index + 1]).squeeze(1))
+        closest = torch.minimum(closest, squared_distances(points, points[index : index + 1], norms).squeeze(1))
     return torch.stack(centres)
 
 
@@ -107,14 +114,15 @@ def _fill_empty_clusters(points: torch.Tensor, labels: torch.Tensor, centroids: 
 
 def _lloyd(points: torch.Tensor, centroids: torch.Tensor, max_iter: int) -> KMeansResult:
     q = centroids.shape[0]
-    labels = squared_distances(points, centroids).argmin(1)
+    norms = points.square().sum(1, keepdim=True)
+    labels = squared_distances(points, centroids, norms).argmin(1)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         labels = _fill_empty_clusters(points, labels, centroids, q)
         counts = torch.bincount(labels, minlength=q).to(points.dtype)
         sums = torch.zeros_like(centroids).index_add_(0, labels, points)
         centroids = sums / counts.unsqueeze(1)
-        new_labels = squared_distances(points, centroids).argmin(1)
+        new_labels = squared_distances(points, centroids, norms).argmin(1)
         if torch.equal(new_labels, labels):
             break
         labels = new_labels

@@ -44,7 +44,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
         return to_rgb(_array_to_image(source))
-    image = source if isinstance(source, Image.Image) else _open(source)
+    image = source if isinstance(source, Image.Image) else _open(source, limit)
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError("The image is empty (zero width or height).")
@@ -65,7 +65,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     return to_rgb(image)
 
 
-def _open(source: str | os.PathLike | bytes | BinaryIO) -> Image.Image:
+def _open(source: str | os.PathLike | bytes | BinaryIO, limit: int) -> Image.Image:
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
@@ -79,7 +79,10 @@ def _open(source: str | os.PathLike | bytes | BinaryIO) -> Image.Image:
     except UnidentifiedImageError as error:
         raise ImageError("This file is not an image that can be read (PNG, JPEG, WebP, GIF, BMP, TIFF, …).") from error
     except Image.DecompressionBombError as error:
-        raise ImageError(f"The image is too large to open safely ({error}).") from error
+        raise ImageError(
+            f"The image is far over the limit of {limit / 1e6:.0f} megapixels (refused as a possible "
+            "decompression bomb). Please use a smaller image."
+        ) from error
     except OSError as error:
         raise ImageError(f"The image could not be read ({error}).") from error
 

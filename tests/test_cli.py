@@ -1,0 +1,85 @@
+"""``python -m clustercam explain``: files written, sizes, summary; one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clustercam.cli import main
+
+from .conftest import ASSETS, ROOT
+
+
+def test_explain_one_image_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["explain", str(ASSETS / "cat_and_coffee.jpg"), "--q", "6", "--beta", "0.5", "--target", "Egyptian cat", "--out", str(out)])
+    assert status == 0
+    assert {p.name for p in out.iterdir()} == {"overlay.png", "clusters.png", "masked.png", "heatmap.npy", "summary.json"}
+    heatmap = np.load(out / "heatmap.npy")
+    assert heatmap.dtype == np.float32 and heatmap.shape == (300, 901)  # the image's own size
+    assert 0 <= heatmap.min() and heatmap.max() <= 1
+    assert heatmap[:, :450].sum() / heatmap.sum() >= 0.8  # the cat is on the left
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"]["name"] == "Egyptian cat" and summary["target"]["index"] == 285
+    assert len(summary["predicted_top5"]) == 5 and len(summary["scores"]) == 6
+    assert summary["base_index"] == int(np.argmax(summary["scores"]))
+    assert summary["scissors_index"] == int(np.argmin(summary["scores"]))
+    assert summary["forward_passes"] == 7 and summary["device"] == "cpu" and summary["seconds"] > 0
+    assert Image.open(out / "overlay.png").size == (901, 300)
+    assert "Egyptian cat" in capsys.readouterr().out
+
+
+def test_explain_a_folder_with_spectral_clustering_and_a_broken_file(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.open(ASSETS / "chelsea.jpg").save(folder / "cat.png")
+    Image.open(ASSETS / "coffee.jpg").convert("L").save(folder / "cup.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    status = main(["explain", str(folder), "--clustering", "spectral", "--q", "4", "--eigenvectors", "3", "--out", str(out), "--no-progress"])
+    assert status == 1  # one image failed, the others were explained
+    assert sorted(p.name for p in out.iterdir()) == ["cat", "cup"]
+    assert json.loads((out / "cup" / "summary.json").read_text())["predicted_top5"][0]["name"] == "espresso"
+    assert "skipped broken.jpg" in capsys.readouterr().err
+
+
+def test_baseline_methods_write_overlay_and_heatmap(tmp_path):
+    from clustercam.methods import METHODS
+
+    other = next((name for name in METHODS if name != "clustercam"), None)
+    if other is None:
+        pytest.skip("no baseline registered")
+    out = tmp_path / "out"
+    assert main(["explain", str(ASSETS / "chelsea.jpg"), "--method", "gradcam", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"overlay.png", "heatmap.npy", "summary.json"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["explain", "missing.jpg"], "No such file or folder"),
+        (["explain", "{assets}/chelsea.jpg", "--q", "1"], "Q must be"),
+        (["explain", "{assets}/chelsea.jpg", "--beta", "2"], "β must be between 0 and 1"),
+        (["explain", "{assets}/chelsea.jpg", "--layer", "nope"], "no layer named 'nope'"),
+        (["explain", "{assets}/chelsea.jpg", "--target", "unicorn"], "Unknown class name"),
+        (["explain", "{assets}/chelsea.jpg", "--model", "resnet9000"], "Unknown model"),
+        (["explain", "{assets}/ATTRIBUTION.md"], "not an image"),
+    ],
+)
+def test_errors_are_one_line_and_a_non_zero_exit(tmp_path, capsys, arguments, message):
+    arguments = [a.format(assets=ASSETS) for a in arguments] + ["--out", str(tmp_path)]
+    assert main(arguments) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clustercam: error:") and message in err and "\n" not in err
+
+
+def test_module_entry_point_lists_models_and_layers():
+    models = subprocess.run([sys.executable, "-m", "clustercam", "models"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert models.stdout.splitlines()[0].startswith("efficientnet_lite0")
+    layers = subprocess.run([sys.executable, "-m", "clustercam", "layers"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert layers.stdout.strip().splitlines()[-1].startswith("bn2") and "(default)" in layers.stdout
