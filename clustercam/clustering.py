@@ -64,6 +64,11 @@ def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
     return points.float() if not points.is_floating_point() else points
 
 
+def _wide_dtype(device: torch.device) -> torch.dtype:
+    """float64 for numerically delicate steps, except on Apple's MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def squared_distances(
     points: torch.Tensor, centroids: torch.Tensor, point_norms: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -150,14 +155,20 @@ def kmeans(
     points = _check_points(points, q)
     if n_init < 1 or max_iter < 1:
         raise ValueError("n_init and max_iter must be at least 1.")
+    # Work in float64 and in units of the largest |value|: labels are scale-invariant, and the
+    # squared distances of any float32 input can then neither overflow nor underflow.
+    wide = _wide_dtype(points.device)
+    unit = points.abs().max().to(wide).clamp_min(torch.finfo(wide).tiny)
+    scaled = points.to(wide) / unit
     best: KMeansResult | None = None
     for restart in range(n_init):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + restart)
-        result = _lloyd(points, _kmeans_plus_plus(points, q, generator), max_iter)
+        result = _lloyd(scaled, _kmeans_plus_plus(scaled, q, generator), max_iter)
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
-    return best
+    centroids = (best.centroids * unit).to(points.dtype)
+    return KMeansResult(best.labels, centroids, best.inertia * float(unit) ** 2, best.iterations)
 
 
 def pairwise_distances(points: torch.Tensor) -> torch.Tensor:
@@ -252,7 +263,7 @@ def spectral_clustering(
         raise ValueError(f"θ must be in [0, 1); got {theta}.")
     if laplacian not in ("normalized", "unnormalized"):
         raise ValueError(f"laplacian must be 'normalized' or 'unnormalized'; got {laplacian!r}.")
-    distances = pairwise_distances(points.double())
+    distances = pairwise_distances(points.to(_wide_dtype(points.device)))
     if scale is None:
         off_diagonal = distances[~torch.eye(n, dtype=torch.bool, device=distances.device)]
         median = float(off_diagonal.median())
