@@ -2,6 +2,8 @@
 
 Base and scissors are framed green and red as in the paper's Fig. 3. Everything returns PIL
 images (RGB) so that the CLI saves them and the app shows them without further conversion.
+Plots use ``matplotlib.figure.Figure`` directly (never pyplot), so importing this module leaves the
+user's matplotlib backend alone and is safe in server threads.
 """
 
 from __future__ import annotations
@@ -9,13 +11,10 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
-
-matplotlib.use("Agg", force=False)
-from matplotlib import colormaps  # noqa: E402
 
 BASE_COLOR = (0, 170, 70)
 SCISSORS_COLOR = (220, 30, 30)
