@@ -1,0 +1,213 @@
+"""Writing a benchmark's results: per-image CSV, JSON, the paper's Tables 1–2 in Markdown, a plot.
+
+Files written by :func:`write_report` into the output folder:
+
+- ``per_image.csv``: one row per image × method (Y, O, drops, increase, deletion/insertion AUC,
+  seconds and passes per image); ``pairs.csv``: one row per pair × method, when pairs were run;
+- ``results.json``: the settings (model, layer, device, torch version, machine), every summary
+  figure, the mean deletion/insertion curves and the per-image and per-pair rows;
+- ``table1.md``: average drop ↓, confidence drop (eq. 23) ↓, increase ↑, deletion ↓,
+  insertion ↑, pair share ↑ per method (cf. the paper's Table 1);
+- ``table2.md``: median seconds per image, forward and backward passes per image (cf. Table 2);
+- ``bench.png``: average drop against seconds per image (log scale), one point per method, and
+  the mean deletion/insertion curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .metrics import MethodMetrics
+
+#: (field, heading, lower is better, number format) of Table 1.
+TABLE1 = (
+    ("average_drop", "Average drop (%) ↓", True, "{:.2f}"),
+    ("confidence_drop", "Confidence drop (%) ↓", True, "{:.2f}"),
+    ("increase", "Increase (%) ↑", False, "{:.2f}"),
+    ("deletion", "Deletion AUC ↓", True, "{:.4f}"),
+    ("insertion", "Insertion AUC ↑", False, "{:.4f}"),
+    ("pair_share", "Pair share ↑", False, "{:.3f}"),
+)
+#: Table 2: cost per image.
+TABLE2 = (
+    ("seconds_per_image", "Seconds per image ↓", True, "{:.4f}"),
+    ("forward_passes", "Forward passes ↓", True, "{:g}"),
+    ("backward_passes", "Backward passes ↓", True, "{:g}"),
+)
+
+
+def machine_info(device: torch.device) -> dict:
+    """What ran the benchmark: platform, CPU threads, torch version, accelerator."""
+    info = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["accelerator"] = torch.cuda.get_device_name(device)
+    return info
+
+
+@dataclass
+class BenchmarkReport:
+    """Everything a benchmark run measured (:func:`clustercam.bench.run_benchmark`).
+
+    Attributes:
+        settings: the run's options and machine.
+        rows: one dict per image × method (the per-image CSV).
+        pair_rows: one dict per pair × method.
+        summaries: method → :class:`~clustercam.metrics.MethodMetrics`.
+        curves: method → ``{"fractions", "deletion", "insertion"}`` mean curves.
+    """
+
+    settings: dict
+    rows: list[dict] = field(default_factory=list)
+    pair_rows: list[dict] = field(default_factory=list)
+    summaries: dict[str, MethodMetrics] = field(default_factory=dict)
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def write(self, out: str | os.PathLike) -> dict[str, Path]:
+        """Write every file into ``out`` (see :func:`write_report`)."""
+        return write_report(self, out)
+
+
+def _clean(value: object) -> object:
+    """JSON-safe copy: non-finite floats become ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
+def markdown_table(report: BenchmarkReport, columns: tuple, title: str) -> str:
+    """A Markdown table, one row per method, the best value of each column in bold."""
+    summaries = report.summaries
+    best = {}
+    for key, _, lower, _ in columns:
+        values = [getattr(s, key) for s in summaries.values() if getattr(s, key) is not None]
+        if len(values) > 1:
+            best[key] = min(values) if lower else max(values)
+    lines = ["| Method | " + " | ".join(heading for _, heading, _, _ in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for name, summary in summaries.items():
+        cells = []
+        for key, _, _, form in columns:
+            value = getattr(summary, key)
+            text = "—" if value is None else form.format(value)
+            cells.append(f"**{text}**" if key in best and value == best[key] else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    settings = report.settings
+    machine = settings.get("machine", {})
+    caption = (
+        f"{settings.get('images')} images from {settings.get('data_dir')}, model {settings.get('model')}, "
+        f"layer {settings.get('layer')}, target: {settings.get('target')} class, device {machine.get('device')} "
+        f"(torch {machine.get('torch')})."
+    )
+    return f"# {title}\n\n{caption}\n\n" + "\n".join(lines) + "\n"
+
+
+def table1(report: BenchmarkReport) -> str:
+    """Faithfulness (cf. the paper's Table 1), with deletion/insertion and the pair share added."""
+    notes = (
+        "\n*Masking:* X∘H multiplies the preprocessed image by the heatmap (0 = the preprocessing's mean "
+        "colour), the same for every method. Average drop = mean max(0, Y−O)/Y; confidence drop = "
+        "mean (Y−O)/Y (eq. 23, signed); increase = share of images with O > Y; deletion/insertion: "
+        f"RISE AUC over {report.settings.get('n_steps')} steps; pair share over "
+        f"{report.settings.get('pairs', 0)} two-image pairs (1 = mass on the right object, 0.5 = chance).\n"
+    )
+    return markdown_table(report, TABLE1, "Table 1 — faithfulness") + notes
+
+
+def table2(report: BenchmarkReport) -> str:
+    """Cost per image (cf. the paper's Table 2): median over batches of seconds / batch size."""
+    note = (
+        f"\nSeconds: median over batches of {report.settings.get('batch_size')} images of the method call's "
+        "wall time (device synchronised) / batch size, after an untimed warm-up call"
+        f"{'' if report.settings.get('warmup', True) else ' (skipped in this run)'}. Passes: images pushed "
+        "through the network per image by the method itself (the metrics' own passes are not counted).\n"
+    )
+    return markdown_table(report, TABLE2, "Table 2 — cost per image") + note
+
+
+def plot(report: BenchmarkReport, path: str | os.PathLike) -> Path:
+    """Average drop vs seconds per image (log-x), and the mean deletion/insertion curves."""
+    with_curves = bool(report.curves)
+    figure = Figure(figsize=(11 if with_curves else 6, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2 if with_curves else 1, squeeze=False)[0]
+    trade = axes[0]
+    colours = {name: f"C{index % 10}" for index, name in enumerate(report.summaries)}
+    for name, summary in report.summaries.items():
+        if summary.seconds_per_image:
+            trade.scatter(summary.seconds_per_image, summary.average_drop, s=40, color=colours[name])
+            trade.annotate(name, (summary.seconds_per_image, summary.average_drop), textcoords="offset points", xytext=(5, 4))
+    trade.set_xscale("log")
+    trade.set_xlabel("seconds per image (log scale)")
+    trade.set_ylabel("average drop (%) — lower is better")
+    trade.set_title(f"{report.settings.get('model')} · {report.settings.get('images')} images")
+    trade.grid(True, which="both", alpha=0.3)
+    if with_curves:
+        curves = axes[1]
+        for name, curve in report.curves.items():
+            colour = colours.get(name, "k")
+            curves.plot(curve["fractions"], curve["deletion"], color=colour, label=name)
+            curves.plot(curve["fractions"], curve["insertion"], color=colour, linestyle="--")
+        curves.set_xlabel("fraction of pixels deleted / inserted")
+        curves.set_ylabel("mean target probability")
+        curves.set_title("Deletion (solid) and insertion (dashed)")
+        curves.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+        curves.grid(True, alpha=0.3)
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def _write_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return path
+
+
+def write_report(report: BenchmarkReport, out: str | os.PathLike) -> dict[str, Path]:
+    """Write every file (see the module docstring) into ``out``; returns ``{kind: path}``."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    if report.rows:
+        paths["csv"] = _write_csv(report.rows, folder / "per_image.csv")
+    if report.pair_rows:
+        paths["pairs_csv"] = _write_csv(report.pair_rows, folder / "pairs.csv")
+    payload = {
+        "settings": report.settings,
+        "summaries": {name: summary.as_dict() for name, summary in report.summaries.items()},
+        "curves": report.curves,
+        "images": report.rows,
+        "pairs": report.pair_rows,
+    }
+    paths["json"] = folder / "results.json"
+    paths["json"].write_text(json.dumps(_clean(payload), indent=2, allow_nan=False), encoding="utf-8")
+    paths["table1"] = folder / "table1.md"
+    paths["table1"].write_text(table1(report), encoding="utf-8")
+    paths["table2"] = folder / "table2.md"
+    paths["table2"].write_text(table2(report), encoding="utf-8")
+    paths["plot"] = plot(report, folder / "bench.png")
+    return paths
