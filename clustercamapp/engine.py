@@ -1,0 +1,265 @@
+"""Serving machinery: models loaded once, a lock per model, a bounded cache of explanations.
+
+**Models.** :func:`get_model` loads a zoo model once per name (``functools.lru_cache``; only the
+names of :func:`clustercam.available_models` are accepted, so the cache is bounded by the zoo) on
+:func:`clustercam.zoo.default_device` (CUDA when present, else the CPU). A failed download is not
+cached: the next request tries again.
+
+**Locks.** :func:`model_lock` gives one ``threading.Lock`` per model name. Every piece of network
+work (the forward and masked passes of an explanation, each method of a comparison) runs under
+it, so concurrent requests never interleave on one network; re-rendering (β, target) needs no lock.
+
+**Explanations.** :data:`RESULTS` is an LRU of at most :data:`CACHE_SIZE` explanations that expire
+after :data:`CACHE_TTL` seconds, keyed by the image's content hash, model, layer, Q and clustering
+options (:func:`cache_key`). The target class and β are *not* part of the key: the cached
+:class:`~clustercam.methods.ClusterCAMResult` gives any target with ``retarget`` and any β with
+``reweight``, without touching the network. A session keeps only the key (in ``gr.State``).
+:func:`explain_cached` checks the cache again after taking the model's lock, so a classroom
+sending the same example at once computes it once.
+
+**Threads.** Re-rendering (eq. 22 on a few ``H×W`` maps) runs with one torch thread
+(:func:`torch_threads`): split over several threads, such small operations spend their time
+synchronising, and on a busy CPU (another request's network work on every core) a 20 ms redraw
+became 150 ms. Network work keeps torch's default, or ``CLUSTERCAM_APP_TORCH_THREADS``.
+
+**Counting.** A forward pre-hook on every loaded model adds the batch size of each call to a
+per-thread counter (:func:`forward_images`); a handler reads it before and after to report the
+network passes its own request made (Gradio runs each request's handler in one worker thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from clustercam.pipeline import ImageExplanation, explain_image
+from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
+
+#: Explanations kept server-side (LRU); ``CLUSTERCAM_APP_CACHE_SIZE`` overrides it.
+CACHE_SIZE = int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32))
+#: Seconds an explanation stays usable after its last use; ``CLUSTERCAM_APP_CACHE_TTL`` overrides it.
+CACHE_TTL = float(os.environ.get("CLUSTERCAM_APP_CACHE_TTL", 3600))
+#: Longer side of the overlay shown and downloaded (the network sees its own size). Bounded so
+#: that a β move re-renders and re-encodes it in a few milliseconds.
+DISPLAY_SIDE = 640
+#: Longer side of the heatmap picture shown alone (it is smooth: upsampled from the layer's grid).
+HEATMAP_SIDE = 320
+#: Longer side of the cluster and masked-image tiles.
+TILE_SIDE = 320
+
+#: torch threads for network work (None: torch's default); ``CLUSTERCAM_APP_TORCH_THREADS``.
+NETWORK_THREADS = int(os.environ["CLUSTERCAM_APP_TORCH_THREADS"]) if os.environ.get("CLUSTERCAM_APP_TORCH_THREADS") else None
+
+_counter = threading.local()
+_guard = threading.Lock()
+_model_locks: dict[str, threading.Lock] = {}
+_load_locks: dict[str, threading.Lock] = {}
+
+
+def forward_images() -> int:
+    """Images pushed through any loaded model by the current thread so far."""
+    return getattr(_counter, "images", 0)
+
+
+def _count_forward(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+    if args and isinstance(args[0], torch.Tensor):
+        _counter.images = forward_images() + int(args[0].shape[0])
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads in this thread (None: unchanged)."""
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _named_lock(table: dict[str, threading.Lock], name: str) -> threading.Lock:
+    with _guard:
+        return table.setdefault(name, threading.Lock())
+
+
+def model_lock(name: str) -> threading.Lock:
+    """The lock held around all network work on model ``name``."""
+    return _named_lock(_model_locks, name)
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """``(title, name)`` of every model the app offers, embedded (offline) ones first."""
+    return [(MODELS[name].title if name in MODELS else name, name) for name in available_models()]
+
+
+@functools.lru_cache(maxsize=len(MODELS))
+def _load(name: str) -> ModelSpec:
+    spec = load_model(name)
+    spec.model.register_forward_pre_hook(_count_forward)
+    spec.layers()  # the probe pass that lists the layers, done once here
+    return spec
+
+
+def get_model(name: str) -> ModelSpec:
+    """The zoo model ``name``, loaded once (thread-safe).
+
+    Raises:
+        ValueError: a name the app does not offer.
+        WeightsUnavailableError: its weights need a download that failed.
+    """
+    offered = available_models()
+    if name not in offered:
+        raise ValueError(f"Unknown model '{name}'. Choose one of: {', '.join(offered)}.")
+    with _named_lock(_load_locks, name):
+        return _load(name)
+
+
+def resolve_layer_name(spec: ModelSpec, layer: str | None) -> str:
+    """``layer`` checked against the model's explainable layers (empty: the default layer)."""
+    if not layer:
+        return spec.default_layer
+    names = spec.layer_names()
+    if layer not in names:
+        close = [name for name in names if layer.lower() in name.lower()][:5]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown layer '{layer}' for {spec.name}; it has {len(names)} explainable layers "
+            f"(e.g. {spec.default_layer}, its default).{hint}"
+        )
+    return layer
+
+
+@dataclass
+class CachedExplanation:
+    """One cached Cluster-CAM explanation and what every re-render needs.
+
+    Attributes:
+        key: its :func:`cache_key`.
+        explained: the library's explanation for the top-1 class, its ``image`` replaced by
+            ``display`` (the full-size upload is not kept).
+        display: the image at most :data:`DISPLAY_SIDE` pixels on its longer side.
+        thumbnail: the image at most :data:`TILE_SIDE` pixels on its longer side (tiles).
+        original_size: ``(width, height)`` of the upload.
+        name: a short file-name stem for downloads.
+        compute_seconds: wall time of the network work.
+    """
+
+    key: str
+    explained: ImageExplanation
+    display: Image.Image
+    thumbnail: Image.Image
+    original_size: tuple[int, int]
+    name: str
+    compute_seconds: float
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.explained.spec
+
+
+class ResultCache:
+    """A thread-safe LRU of :class:`CachedExplanation` with at most ``max_entries`` and a TTL."""
+
+    def __init__(self, max_entries: int = CACHE_SIZE, ttl: float = CACHE_TTL):
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1; got {max_entries}.")
+        self.max_entries, self.ttl = int(max_entries), float(ttl)
+        self._entries: OrderedDict[str, tuple[float, CachedExplanation]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> CachedExplanation | None:
+        now = time.monotonic()
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            if now - found[0] > self.ttl:
+                del self._entries[key]
+                return None
+            self._entries[key] = (now, found[1])
+            self._entries.move_to_end(key)
+            return found[1]
+
+    def put(self, entry: CachedExplanation) -> None:
+        with self._lock:
+            self._entries[entry.key] = (time.monotonic(), entry)
+            self._entries.move_to_end(entry.key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+RESULTS = ResultCache()
+
+
+def image_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def cache_key(digest: str, model: str, layer: str, options: dict[str, Any]) -> str:
+    """The key of an explanation: image content, model, layer, Q and clustering options."""
+    settings = ",".join(f"{name}={options[name]}" for name in sorted(options))
+    return f"{digest}|{model}|{layer}|{settings}"
+
+
+def _shrunk(image: Image.Image, side: int) -> Image.Image:
+    copy = image.copy()
+    copy.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return copy
+
+
+def explain_cached(
+    data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any]
+) -> tuple[CachedExplanation, bool]:
+    """The Cluster-CAM explanation of an image (raw file bytes) for its top-1 class, cached.
+
+    Returns ``(entry, cached)``; ``cached`` is False when this call did the network work.
+
+    Raises:
+        ImageError / ValueError / TypeError: from the library, with a message for a person.
+    """
+    key = cache_key(image_digest(data), spec.name, layer, options)
+    entry = RESULTS.get(key)
+    if entry is not None:
+        return entry, True
+    with model_lock(spec.name), torch_threads(NETWORK_THREADS):
+        entry = RESULTS.get(key)
+        if entry is not None:
+            return entry, True
+        start = time.perf_counter()
+        explained = explain_image(spec, data, layer=layer, **options)
+        seconds = time.perf_counter() - start
+        display = _shrunk(explained.image, DISPLAY_SIDE)
+        entry = CachedExplanation(
+            key=key,
+            explained=dataclasses.replace(explained, image=display),
+            display=display,
+            thumbnail=_shrunk(display, TILE_SIDE),
+            original_size=explained.image.size,
+            name=name,
+            compute_seconds=seconds,
+        )
+        RESULTS.put(entry)  # before the lock is released: a waiting request finds it
+    return entry, False

@@ -1,0 +1,80 @@
+"""The page's prose: title, notes under the tabs, and "How it works" (the paper's §3.2)."""
+
+from __future__ import annotations
+
+from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
+
+#: LaTeX delimiters of every ``gr.Markdown`` that shows equations ($…$ inline, $$…$$ display).
+LATEX = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "$", "right": "$", "display": False},
+]
+
+TITLE = """# Cluster-CAM explorer
+Which pixels made the network decide? Cluster-CAM groups a layer's feature maps, asks the
+network how much each group's region alone supports a class, and combines the best group
+(*cognition base*) with the worst (*cognition scissors*).
+Upload an image or pick an example, then press **Explain**.
+"""
+
+EXPLAIN_NOTE = f"""Moving **β** or picking another **target class** redraws at once from the cached
+explanation (no new forward pass). Q, the layer, the model or the clustering options need
+**Explain** again. Defaults: Q = {DEFAULT_Q}, β = {DEFAULT_BETA}."""
+
+COMPARE_NOTE = """Every method explains the same image, layer and target class as the Explain tab
+(Cluster-CAM with its Q, β and clustering). Each tile gives the method's time, its forward and
+backward passes, and for this one image its **average drop** $100\\cdot\\max(0, Y-O)/Y$ (lower is
+better) and whether the confidence **increased** ($O > Y$), where $Y$ is the class probability of
+the image and $O$ that of the image masked by the heatmap. Score-CAM needs one forward pass per
+channel (about a minute per image on a CPU): it is unticked by default there."""
+
+SWEEP_Q_NOTE = """**Number of clusters** (the paper's Fig. 6): Q = 2, 3, …, 8 with every other
+setting as in the Explain tab. Each run is cached, so coming back to one of these Q values is free."""
+
+SWEEP_LAYERS_NOTE = """**Depth** (the paper's Fig. 5): Cluster-CAM at several layers of the model.
+To finish in reasonable time on a CPU only *block-level* layers are used (names with at most one
+dot): the last one at each feature-map resolution (the end of each stage, for VGG-16 the layer
+before each pooling), the default layer, then evenly spaced others up to the number chosen.
+Early layers have few channels: a Q above a layer's channel count skips that layer."""
+
+SWEEP_K_NOTE = """**Eigenvectors of spectral clustering** (the paper's Fig. 7): spectral
+clustering with K = 1, 2, …, 8 eigenvectors of the normalised Laplacian (eqs. 10–17) and the Q, σ,
+θ and seed of the Explain tab."""
+
+HOW_IT_WORKS = r"""
+## How Cluster-CAM works (§3.2 of the paper)
+
+Let $X$ be the (preprocessed) image, $c$ the class to explain and $S_c(\cdot)$ the network's
+softmax probability of $c$.
+
+1. **Feature maps.** One forward pass captures the $N$ feature maps $F_1, \dots, F_N$ of the chosen
+   layer (each $h \times w$).
+2. **Clustering.** The maps are grouped into $Q$ clusters $\mathbb{Q}_1, \dots, \mathbb{Q}_Q$ with
+   K-means, or with spectral clustering on the similarity $S(i,j) = \exp\{-\lVert F_i - F_j \rVert\}$
+   (eq. 17) using the $K$ smoothest eigenvectors of the graph Laplacian.
+3. **Cluster maps** (eq. 18), one representative map per cluster:
+$$\tilde F_q = \operatorname{mean}\{F_n : n \in \mathbb{Q}_q\}, \qquad q = 1, \dots, Q.$$
+4. **Scores** (eq. 19). Each $\tilde F_q$ is upsampled to the image size and scaled to $[0, 1]$
+   (the mask $H_q$); the $Q$ masked images are scored in one batched forward pass:
+$$y_q = S_c(H_q \circ X), \qquad \mathbf{y} = [y_1, \dots, y_Q]^T.$$
+5. **Cognition base and scissors** (eqs. 20–21): the cluster whose region alone best keeps the
+   class, and the one that worst keeps it:
+$$\tilde F_{\text{base}} = \tilde F_{q_{\max}},\ q_{\max} = \arg\max_q y_q, \qquad \tilde F_{\text{scissors}} = \tilde F_{q_{\min}},\ q_{\min} = \arg\min_q y_q.$$
+6. **Heatmap** (eq. 22), with the balance $\beta \in [0, 1]$:
+$$H^{\text{Cluster}} = \beta\,\tilde F_{\text{base}} - (1 - \beta)\,\tilde F_{\text{scissors}}.$$
+   Here both maps are the $[0, 1]$ masks that were scored, and the result keeps its positive part
+   scaled to $[0, 1]$: the scissors *cut away* what speaks against the class.
+
+**Cost:** $1 + Q$ forward passes and no backward pass (Score-CAM needs $1 + N$, i.e. 1,281 for
+EfficientNet-Lite0's last layer). Because the clusters do not depend on the class and the masked
+passes give every class's probability, another **target** or another **β** costs no network work
+at all: this app redraws them instantly.
+
+In the pictures, the **base** cluster is framed **green** and the **scissors** cluster **red**,
+as in the paper's Fig. 3.
+"""
+
+TEACH = """## Two objects, one set of clusters
+`cat_and_coffee.jpg` puts a cat (left) beside an espresso (right). Cluster-CAM clusters the maps
+once; explaining *Egyptian cat* or *espresso* only re-reads the scores of the masked images.
+Press the two buttons and watch which cluster is the base (green) and which the scissors (red)."""
