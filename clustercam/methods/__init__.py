@@ -5,12 +5,23 @@
 
 from __future__ import annotations
 
+from .ablation import AblationCAM
 from .base import BaseCAM, CAMResult, Explanation
 from .cluster import DEFAULT_BETA, DEFAULT_Q, ClusterCAM, ClusterCAMResult, ClusterExplanation
+from .gradient import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM
+from .group import GroupCAM
+from .score import ScoreCAM
 
 #: name → class; every class takes ``(model, layer=None, *, batch_size=..., **options)``.
 METHODS: dict[str, type[BaseCAM]] = {
     "clustercam": ClusterCAM,
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "smoothgradcam++": SmoothGradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "ablationcam": AblationCAM,
+    "scorecam": ScoreCAM,
+    "groupcam": GroupCAM,
 }
 
 
@@ -27,11 +38,18 @@ __all__ = [
     "DEFAULT_BETA",
     "DEFAULT_Q",
     "METHODS",
+    "AblationCAM",
     "BaseCAM",
     "CAMResult",
     "ClusterCAM",
     "ClusterCAMResult",
     "ClusterExplanation",
     "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GroupCAM",
+    "ScoreCAM",
+    "SmoothGradCAMPlusPlus",
+    "XGradCAM",
     "get_method",
 ]

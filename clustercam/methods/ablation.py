@@ -1,0 +1,206 @@
+"""Ablation-CAM (Desai & Ramaswamy; Feng et al. eq. 7), batched, re-running only the network's tail.
+
+``α_n = (S_c − S_{c,n}) / S_c`` where ``S_c`` is the target class's logit for the image and
+``S_{c,n}`` its logit when feature map ``n`` of the target layer is set to zero; the map is then
+eq. 1, ``ReLU(Σ_n α_n F_n)``.
+
+**Speed.** Ablating a channel changes nothing *before* the target layer, so where the layer's
+output feeds the rest of the network directly only what follows the layer is re-run. The network
+is called on a batch of *one* copy of the image, and a forward hook on the target layer replaces
+the layer's output with a batch of ``k`` ablated copies of the captured activations (channel
+``n`` zeroed in row ``n``): the layers before the target run once per chunk of ``batch_size``
+rows, those after it ``k`` times, and broadcasting makes residual additions of one-image tensors
+to the ``k``-row tensor work. This *tail* mode is validated once per call: the first chunk carries
+one extra, un-ablated row whose logits must reproduce the original logits (relative tolerance
+``1e-4``). If they do not, if the result has the wrong batch size, or if the pass raises (e.g. a
+concatenation with a one-image tensor), every chunk is instead evaluated by *full* re-runs of the
+whole network on ``k`` copies of the image with the same replacing hook. ``extras["ablation_mode"]``
+says which mode ran (``"tail"`` or ``"full"``) and ``extras["tail_fallback_reason"]`` why.
+
+**Pass counts.** Forward passes count the rows evaluated through the network's tail: the ``N``
+ablated rows per image, plus the one validation row in tail mode (plus the original pass that
+:class:`~clustercam.methods.base.BaseCAM` always counts). The per-chunk one-image passes through the
+layers *before* the target are reported in ``extras["head_passes"]``.
+
+**Ablation value and pytorch-grad-cam.** Eq. 7 sets the map to zero (``ablation_value=0.0``, the
+default). pytorch-grad-cam's ``AblationLayer`` (grad-cam 1.5.7) zeroes the map only when the
+minimum of the whole batch of activations is exactly 0, which is the case after a ReLU/ReLU6 such
+as EfficientNet-Lite's default layer ``bn2``; otherwise (layers with negative outputs, e.g. a
+block's linear projection) it writes ``min − 1e7``, and because its loop recomputes the minimum
+after each row it ablates, row ``i`` of a batch gets about ``min − (i + 1)·1e7``, so its weights
+there depend on its batch size. The two implementations agree at post-ReLU layers; elsewhere this
+one follows the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .base import ForwardState, Saliency, WeightedCAM
+
+#: Relative tolerance of the tail-mode validation (logits of the un-ablated row vs the original).
+VALIDATION_RTOL = 1e-4
+
+
+def weighted_maps(alpha: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Eq. 1, ``ReLU(Σ_n α_n F_n)``: ``(B, N)`` weights × ``(B, N, h, w)`` maps → ``(B, h, w)``.
+
+    What :meth:`WeightedCAM.explain` computes, for subclasses that also report extras.
+    """
+    return torch.einsum("bn,bnhw->bhw", alpha.to(activations.dtype), activations).clamp_min(0)
+
+
+class TailMismatchError(RuntimeError):
+    """The tail-only pass did not reproduce the network's output."""
+
+
+@contextmanager
+def replaced_output(layer: nn.Module, replacement: torch.Tensor) -> Iterator[None]:
+    """Make ``layer`` output ``replacement`` during forward passes; the hook is always removed.
+
+    Raises ``ValueError`` after the pass if the layer ran more than once (its output would be
+    ambiguous).
+    """
+    calls = 0
+
+    def hook(_module: nn.Module, _inputs: object, _output: object) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return replacement
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+    if calls > 1:
+        raise ValueError(
+            "The target layer runs more than once per forward pass, so its output cannot be "
+            "ablated unambiguously; pick another layer."
+        )
+
+
+def ablated_copies(activations: torch.Tensor, channels: torch.Tensor, value: float) -> torch.Tensor:
+    """``(k, N, h, w)``: copies of one image's ``(N, h, w)`` maps, channel ``channels[i]`` of row ``i``
+    set to ``value``; a negative index leaves its row un-ablated."""
+    rows = activations.unsqueeze(0).repeat(channels.shape[0], 1, 1, 1)
+    ablate = channels >= 0
+    rows[torch.nonzero(ablate).squeeze(1), channels[ablate]] = value
+    return rows
+
+
+class AblationCAM(WeightedCAM):
+    """Ablation-CAM (eq. 7): ``α_n = (S_c − S_{c,n}) / S_c`` with ``S`` the target logit.
+
+    Args:
+        model: ``nn.Module`` (eval mode) or zoo ``ModelSpec``.
+        layer: target layer; default the spec's default layer.
+        batch_size: ablated rows per forward pass.
+        ablation_value: what an ablated map is set to (eq. 7: 0).
+        mode: ``"auto"`` (tail mode, validated, with full re-runs as fallback), ``"tail"``
+            (tail mode; raise if validation fails) or ``"full"`` (always re-run the whole network).
+
+    Cost per image: ``1 + N`` forward passes (``+ 1`` validation row in tail mode), no backward.
+    A negative ``S_c`` flips the sign of every weight, as in eq. 7 and pytorch-grad-cam.
+    """
+
+    name = "ablationcam"
+
+    def __init__(
+        self,
+        model,
+        layer: str | nn.Module | None = None,
+        *,
+        batch_size: int = 64,
+        ablation_value: float = 0.0,
+        mode: str = "auto",
+    ):
+        super().__init__(model, layer, batch_size=batch_size)
+        if mode not in ("auto", "tail", "full"):
+            raise ValueError(f"mode must be 'auto', 'tail' or 'full'; got {mode!r}.")
+        self.ablation_value = float(ablation_value)
+        self.mode = mode
+
+    def _logits(self, image: torch.Tensor, rows: torch.Tensor, tail: bool) -> torch.Tensor:
+        """Logits with the layer's output replaced by ``rows``; ``image`` is ``(1, C, H, W)``."""
+        inputs = image if tail else image.expand(rows.shape[0], *image.shape[1:])
+        with replaced_output(self.layer, rows):
+            logits = self.model(inputs)
+        if logits.shape[0] != rows.shape[0]:
+            raise TailMismatchError(
+                f"{rows.shape[0]} ablated rows gave {logits.shape[0]} rows of logits."
+            )
+        return logits.float()
+
+    def _validated_tail(
+        self, state: ForwardState, channels: torch.Tensor
+    ) -> tuple[torch.Tensor | None, str, int]:
+        """Run the first chunk in tail mode with an un-ablated row first.
+
+        Returns ``(logits of the ablated rows, "", rows evaluated)`` on success and
+        ``(None, reason, rows evaluated)`` when tail mode does not reproduce the network.
+        """
+        with_check = torch.cat([channels.new_tensor([-1]), channels])
+        rows = ablated_copies(state.activations[0], with_check, self.ablation_value)
+        try:
+            logits = self._logits(state.inputs[:1], rows, tail=True)
+        except TailMismatchError as error:
+            return None, str(error), rows.shape[0]
+        except RuntimeError as error:  # shape errors of one-image tensors meeting k rows
+            return None, f"{type(error).__name__}: {error}", 0
+        expected = state.logits[0].float()
+        tolerance = VALIDATION_RTOL * float(expected.abs().max())
+        if not torch.allclose(logits[0], expected, rtol=VALIDATION_RTOL, atol=tolerance):
+            error = (logits[0] - expected).abs().max().item()
+            reason = f"the un-ablated row's logits differ from the original by up to {error:.3g}"
+            return None, reason, rows.shape[0]
+        return logits[1:], "", rows.shape[0]
+
+    @torch.inference_mode()
+    def ablate(self, state: ForwardState) -> tuple[torch.Tensor, int, dict]:
+        """``(α of shape (B, N), forward passes, extras)`` (see the module docstring)."""
+        batch, channels = state.activations.shape[:2]
+        chunks = [
+            torch.arange(start, min(start + self.batch_size, channels), device=state.inputs.device)
+            for start in range(0, channels, self.batch_size)
+        ]
+        first_chunk, reason, rows_evaluated, head_passes = None, "", 0, 0
+        if self.mode != "full":
+            first_chunk, reason, rows_evaluated = self._validated_tail(state, chunks[0])
+            head_passes = 1
+            if first_chunk is None and self.mode == "tail":
+                raise TailMismatchError(f"Tail-only ablation failed validation: {reason}.")
+        tail = first_chunk is not None
+        scores = torch.empty(batch, channels, device=state.inputs.device)
+        for b in range(batch):
+            target = state.targets[b]
+            for index, chunk in enumerate(chunks):
+                if b == 0 and index == 0 and first_chunk is not None:
+                    logits = first_chunk
+                else:
+                    rows = ablated_copies(state.activations[b], chunk, self.ablation_value)
+                    logits = self._logits(state.inputs[b : b + 1], rows, tail=tail)
+                    rows_evaluated += chunk.shape[0]
+                    head_passes += 1 if tail else chunk.shape[0]
+                scores[b, chunk] = logits[:, target]
+        original = state.logits.float().gather(1, state.targets[:, None])
+        safe = torch.where(original.abs() > 1e-12, original, torch.full_like(original, 1e-12))
+        extras = {
+            "ablation_mode": "tail" if tail else "full",
+            "tail_fallback_reason": reason,
+            "head_passes": head_passes,
+            "ablated_scores": scores,
+        }
+        return (original - scores) / safe, rows_evaluated, extras
+
+    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
+        alpha, forward_passes, _ = self.ablate(state)
+        return alpha, forward_passes, 0
+
+    def explain(self, state: ForwardState) -> Saliency:
+        alpha, forward_passes, extras = self.ablate(state)
+        return Saliency(weighted_maps(alpha, state.activations), forward_passes, 0, extras)
