@@ -391,7 +391,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
             progress=not args.no_progress, warmup=not args.no_warmup,
         )
     except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv
-        print(f"error: {error}", file=sys.stderr)
+        if getattr(args, "traceback", False):
+            raise
+        print(f"clustercam: error: {error}", file=sys.stderr)
         return 2
     paths = report.write(args.out)
     print(paths["table1"].read_text(encoding="utf-8"))

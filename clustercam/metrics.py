@@ -37,6 +37,7 @@ from torch import nn
 from .imaging import side_by_side
 from .maps import masked_probabilities
 from .methods.base import model_device
+from .zoo import ModelSpec
 
 #: ``explain(inputs (B, C, H, W), targets (B,)) → heatmaps (B, H, W)`` in ``[0, 1]``.
 ExplainFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -214,7 +215,7 @@ def deletion_insertion(
     }
 
 
-def make_pair(spec, left: Image.Image, right: Image.Image, *, height: int | None = None) -> tuple[torch.Tensor, int]:
+def make_pair(spec: ModelSpec, left: Image.Image, right: Image.Image, *, height: int | None = None) -> tuple[torch.Tensor, int]:
     """Two images side by side as one network input: ``(1×3×H×W tensor, split column)``.
 
     The two are put at a common height (default the spec's ``input_size``) with
@@ -230,7 +231,7 @@ def make_pair(spec, left: Image.Image, right: Image.Image, *, height: int | None
     return spec.to_tensor(prepared), split
 
 
-def make_pairs(spec, lefts: Sequence[Image.Image], rights: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
+def make_pairs(spec: ModelSpec, lefts: Sequence[Image.Image], rights: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
     """A batch of pairs (:func:`make_pair`); all pairs must come out at one size (e.g. square inputs)."""
     made = [make_pair(spec, left, right) for left, right in zip(lefts, rights, strict=True)]
     sizes = {tuple(tensor.shape) for tensor, _ in made}
@@ -297,6 +298,8 @@ def pair_share(
         rows = slice(start, start + batch_size)
         for targets, side, out in ((left_targets, 0, lefts), (right_targets, 1, rights)):
             heatmaps = explain(inputs[rows], targets[rows].to(inputs.device))
+            if heatmaps.shape[-1] != inputs.shape[-1]:
+                raise ValueError(f"explain returned heatmaps {tuple(heatmaps.shape)}, not at the input width {inputs.shape[-1]}.")
             out.append(half_shares(heatmaps.detach(), split[rows].to(heatmaps.device))[side].cpu())
     return PairShares(torch.cat(lefts), torch.cat(rights))
 
