@@ -197,6 +197,8 @@ class BaseCAM:
         saliency = self.explain(state)
         heatmaps = self.finalize(saliency.maps, (inputs.shape[-2], inputs.shape[-1]))
         batch = inputs.shape[0]
+        if heatmaps.device.type == "cuda":  # the GPU works asynchronously: wait before timing
+            torch.cuda.synchronize(heatmaps.device)
         return self.make_result(
             state,
             heatmaps=heatmaps,
