@@ -26,7 +26,7 @@ import gradio as gr
 
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 from clustercam.zoo import DEFAULT_MODEL, available_models
-from clustercamapp import handlers, studies, text
+from clustercamapp import handlers, studies, text, views
 from clustercamapp.engine import get_model, model_choices
 from clustercamapp.views import target_choices
 
@@ -139,7 +139,12 @@ def build_demo() -> gr.Blocks:
                         label="Masked images Hq∘X and the target's probability (eq. 19)",
                         columns=3, elem_id="masked", **GALLERY,
                     )
-                    scores = gr.Image(label="Scores yq", format="png", interactive=False, elem_id="scores-plot")
+                    scores = gr.BarPlot(
+                        x="cluster", y="score", color="role", color_map=views.ROLE_COLORS, tooltip=["cluster", "score", "maps"],
+                        label="Scores yq = p(target | Hq∘X) of the masked images (eq. 19): base green, scissors red",
+                        x_title="cluster q", y_title="p(target | Hq∘X)",
+                        height=380, colors_in_legend=[], elem_id="scores-plot",
+                    )
                     with gr.Accordion("Summary (JSON) and downloads", open=False, elem_id="details"):
                         summary = gr.JSON(label="Summary", elem_id="summary-json")
                         downloads = gr.File(

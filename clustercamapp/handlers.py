@@ -58,7 +58,24 @@ def _render(
     passes: int,
     started: float,
 ) -> dict[str, Any]:
-    """Everything a response may show for ``entry`` explained for ``target`` with ``beta``."""
+    """Everything a response may show for ``entry`` explained for ``target`` with ``beta``.
+
+    Pure re-rendering on small tensors: one torch thread (see :mod:`clustercamapp.engine`).
+    """
+    with torch_threads(1):
+        return _render_views(entry, target, beta, galleries=galleries, cached=cached, passes=passes, started=started)
+
+
+def _render_views(
+    entry: CachedExplanation,
+    target: int | None,
+    beta: float,
+    *,
+    galleries: bool,
+    cached: bool,
+    passes: int,
+    started: float,
+) -> dict[str, Any]:
     result = views.view_result(entry, target, beta)
     one = result[0]
     folder = views.output_dir()
@@ -67,7 +84,7 @@ def _render(
     if galleries:
         shown["clusters"] = views.cluster_gallery(entry, one, folder)
         shown["masked"] = views.masked_gallery(entry, one, folder)
-        shown["scores"] = views.scores_plot(entry, one, folder)
+        shown["scores"] = views.scores_plot(one)
         shown["top5"] = gr.Radio(choices=views.top5_choices(entry.spec, one), value=str(one.target))
     seconds = time.perf_counter() - started
     data = views.summary_data(entry, result, cached=cached, passes=passes, seconds=seconds)
@@ -139,11 +156,10 @@ def reweight(beta: float, session: Session) -> tuple[Any, ...]:
     entry = _entry(session)
     if entry is None:
         return (gr.skip(),) * 6
-    with torch_threads(1):
-        shown = _render(
-            entry, session["target"], beta, galleries=False, cached=True,
-            passes=forward_images() - passes_before, started=started,
-        )
+    shown = _render(
+        entry, session["target"], beta, galleries=False, cached=True,
+        passes=forward_images() - passes_before, started=started,
+    )
     session = {**session, "beta": beta}
     return shown["overlay"], shown["heatmap"], shown["summary"], shown["downloads"], shown["markdown"], session
 
@@ -162,11 +178,10 @@ def retarget(target: str | None, session: Session) -> tuple[Any, ...]:
     if entry is None:
         return (gr.skip(),) * 11
     wanted = target_index(entry.spec, target)
-    with torch_threads(1):
-        shown = _render(
-            entry, wanted, session["beta"], galleries=True, cached=True,
-            passes=forward_images() - passes_before, started=started,
-        )
+    shown = _render(
+        entry, wanted, session["beta"], galleries=True, cached=True,
+        passes=forward_images() - passes_before, started=started,
+    )
     session = {**session, "target": wanted}
     dropdown = gr.update(value="" if wanted is None else str(wanted))
     return (

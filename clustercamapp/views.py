@@ -9,13 +9,17 @@ overwrite a file another response is still serving.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from gradio.utils import get_upload_folder
 from PIL import Image
 
@@ -29,11 +33,31 @@ from .engine import HEATMAP_SIDE, CachedExplanation
 GalleryItems = list[tuple[str, str]]
 
 
+#: Empty response folders (their files removed by ``delete_cache``) are pruned this often.
+PRUNE_EVERY = 600.0
+_last_prune = [time.monotonic()]
+_prune_lock = threading.Lock()
+
+
 def output_dir() -> Path:
     """A new folder for one response's files, inside Gradio's cache (cleaned by ``delete_cache``)."""
-    folder = Path(get_upload_folder()) / "clustercam" / uuid.uuid4().hex
+    root = Path(get_upload_folder()) / "clustercam"
+    folder = root / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
+    _prune_empty(root)
     return folder
+
+
+def _prune_empty(root: Path) -> None:
+    """Remove the empty response folders left once ``delete_cache`` deleted their files."""
+    with _prune_lock:
+        if time.monotonic() - _last_prune[0] < PRUNE_EVERY:
+            return
+        _last_prune[0] = time.monotonic()
+    for folder in root.iterdir():
+        with contextlib.suppress(OSError):  # not empty, or just removed by another request
+            if folder.is_dir() and time.time() - folder.stat().st_mtime > PRUNE_EVERY:
+                folder.rmdir()
 
 
 def slug(text: str) -> str:
@@ -125,9 +149,35 @@ def masked_gallery(entry: CachedExplanation, one: ClusterExplanation, folder: Pa
     return items
 
 
-def scores_plot(entry: CachedExplanation, one: ClusterExplanation, folder: Path) -> str:
-    plot = render.scores_plot(one, class_name=entry.spec.categories[one.target])
-    return save_png(plot, folder / "scores.png")
+#: Bar colours of the scores plot: base and scissors as in the paper's Fig. 3 (and render.py).
+ROLE_COLORS = {"base": "#00aa46", "scissors": "#dc1e1e", "other": "#9aa5b1"}
+
+
+def scores_table(one: ClusterExplanation) -> pd.DataFrame:
+    """The Q scores ``y_q`` (eq. 19) as rows ``cluster, score, role, maps`` for ``gr.BarPlot``.
+
+    Drawn by the browser (no server-side plotting: a target switch stays quick). Cluster labels
+    are zero-padded so that the plot's alphabetical order is the numeric one (``07`` < ``10``).
+    """
+    width = len(str(len(one.cluster_sizes) - 1))
+    return pd.DataFrame(
+        {
+            "cluster": [str(q).zfill(width) for q in range(len(one.cluster_sizes))],
+            "score": [round(float(score), 6) for score in one.scores.tolist()],
+            "role": [role(one, q).removeprefix(" · ").lower() or "other" for q in range(len(one.cluster_sizes))],
+            "maps": one.cluster_sizes,
+        }
+    )
+
+
+def scores_plot(one: ClusterExplanation) -> pd.DataFrame:
+    """The value of the scores ``gr.BarPlot`` (base green, scissors red).
+
+    Only the data: in Gradio 6.31 an update that sets the data *and* a property (``y_title``,
+    ``sort``) redraws the axes but keeps the old bars, so the plot's labels are fixed in
+    ``app.py`` and the class is named in the markdown summary.
+    """
+    return scores_table(one)
 
 
 def summary_data(

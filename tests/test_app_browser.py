@@ -70,6 +70,22 @@ def wait_for_images(page) -> None:
     page.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
 
 
+def base_cluster(page) -> int:
+    """The base cluster named by the summary ("Cognition base (eq. 20): cluster 4 · …")."""
+    text = page.locator("#summary-md").inner_text()
+    return int(text.split("Cognition base (eq. 20): cluster ")[1].split(" ")[0])
+
+
+def wait_for_base_bar(page, cluster: int) -> None:
+    """The browser-drawn bar plot shows ``cluster`` as the base (its bars' ARIA labels)."""
+    page.wait_for_function(
+        """cluster => [...document.querySelectorAll('#scores-plot [aria-label]')]
+            .some(bar => bar.getAttribute('aria-label').startsWith('cluster q: ' + cluster + ';')
+                         && bar.getAttribute('aria-label').includes('role: base'))""",
+        arg=cluster,
+    )
+
+
 def captions(page, selector: str) -> list[str]:
     return page.locator(f"{selector} img").evaluate_all("images => images.map(image => image.alt)")
 
@@ -88,6 +104,7 @@ def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
     assert sum(caption.endswith(" · BASE") for caption in clusters) == 1
     assert all("p(Egyptian cat) = " in caption for caption in masked)
     assert "Explained class: Egyptian cat" in page.locator("#summary-md").inner_text()
+    wait_for_base_bar(page, base_cluster(page))
     wait_for_images(page)
     page.screenshot(path=str(tmp_path / "1_explained.png"), full_page=True)
 
@@ -108,7 +125,6 @@ def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
     choices = page.locator("#top5 label").all_inner_texts()
     assert len(choices) == 5 and choices[0].startswith("Egyptian cat")
     other = choices[2].split(" · ")[0]
-    scores_before = page.locator("#scores-plot img").get_attribute("src")
     page.locator("#top5 label", has_text=other).click()
     page.wait_for_function(
         f"() => document.querySelector('#summary-md').innerText.includes('Explained class: {other}')"
@@ -118,9 +134,7 @@ def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
     )
     summary = page.locator("#summary-md").inner_text()
     assert "β = 0.30" in summary and "0 forward passes" in summary
-    page.wait_for_function(
-        "before => document.querySelector('#scores-plot img').src !== before", arg=scores_before
-    )
+    wait_for_base_bar(page, base_cluster(page))
     assert other.lower().replace(" ", "-") in page.locator("#overlay img").get_attribute("src")
     wait_for_images(page)
     page.screenshot(path=str(tmp_path / "2_retargeted.png"), full_page=True)

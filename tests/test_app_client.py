@@ -93,7 +93,9 @@ def test_explain_then_reweight_without_a_forward_pass(client):
     assert summary["target"]["name"] == "Egyptian cat"
     assert top5["value"] == "285" and top5["choices"][0][1] == "285"
     assert len(top5["choices"]) == 5
-    assert Image.open(overlay).format == "PNG" and Path(scores).is_file()
+    assert Image.open(overlay).format == "PNG"
+    bars = scores["data"]  # the bar plot's rows: cluster, score, role, maps
+    assert [row[1] for row in bars] == summary["scores"] and [row[2] for row in bars].index("base") == base
     assert [Path(path).suffix for path in downloads] == [".png", ".npy"]
 
     with forward_calls() as calls:

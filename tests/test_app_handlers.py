@@ -93,7 +93,7 @@ def test_explain_returns_pictures_galleries_summary_and_downloads(chelsea_output
     overlay, heatmap, clusters, masked, scores, summary, downloads, markdown, top5, session = chelsea_outputs
     assert Image.open(overlay).format == "PNG" and Image.open(heatmap).format == "PNG"
     assert Image.open(overlay).size == Image.open(CHELSEA).size  # 451×300: under the display size
-    assert Image.open(scores).width > 300
+    assert list(scores["cluster"]) == [str(q) for q in range(DEFAULT_Q)]  # the bar plot's rows
     assert len(clusters) == DEFAULT_Q and len(masked) == DEFAULT_Q
     for q, (path, caption) in enumerate(clusters):
         assert Path(path).is_file() and caption.startswith(f"cluster {q} · ")
@@ -103,6 +103,8 @@ def test_explain_returns_pictures_galleries_summary_and_downloads(chelsea_output
     base, scissors = summary["base"]["cluster"], summary["scissors"]["cluster"]
     assert "BASE" in clusters[base][1] and "SCISSORS" in masked[scissors][1]
     assert summary["scores"][base] == max(summary["scores"]) and summary["scores"][scissors] == min(summary["scores"])
+    assert list(scores["score"]) == summary["scores"] and list(scores["maps"]) == summary["cluster_sizes"]
+    assert list(scores["role"]).index("base") == base and list(scores["role"]).index("scissors") == scissors
     # the model's own top-1 for the scikit-image cat, explained by default
     assert summary["target"]["name"] == summary["predicted_top5"][0]["name"] == "Egyptian cat"
     assert summary["forward_passes"] == 1 + DEFAULT_Q and summary["layer"] == spec.default_layer
