@@ -5,15 +5,21 @@ types and call the library. Run ``python app.py`` (``GRADIO_SERVER_NAME`` / ``GR
 choose the address, ``CLUSTERCAM_APP_MAX_FILE_SIZE`` the upload limit, default ``20mb``).
 
 Named API endpoints (``gradio_client``; a ``Client`` keeps its session, so /reweight and
-/retarget act on that client's last /explain):
+/retarget act on that client's last /explain). Inputs in order; ``target`` is "" (top-1), a class
+index as text ("285") or a class name; ``n_eigenvectors`` 0 means Q − 1:
 
 - ``/explain(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target)``
-- ``/reweight(beta)``, ``/retarget(target)``: no forward pass
-- ``/layers(model)``
-- ``/compare(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target, methods)``
+  → ``(overlay, heatmap, clusters, masked, scores, summary, downloads, summary_text, top5)``
+- ``/reweight(beta)`` → ``(overlay, heatmap, summary, downloads, summary_text)``, no forward pass
+- ``/retarget(target)`` → ``(overlay, heatmap, clusters, masked, scores, summary, downloads,
+  summary_text, top5, target)``, no forward pass
+- ``/layers(model)`` → ``(layer dropdown update, layer table)``
+- ``/compare(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
+  methods)`` → ``(gallery, table)``
 - ``/sweep_q(image, model, layer, beta, clustering, n_eigenvectors, sigma, theta, seed, target)``
-- ``/sweep_layers(image, model, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target, max_layers)``
-- ``/sweep_eigenvectors(image, model, layer, q, beta, sigma, theta, seed, target)``
+- ``/sweep_layers(image, model, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
+  max_layers)``
+- ``/sweep_eigenvectors(image, model, layer, q, beta, sigma, theta, seed, target)`` → gallery
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import gradio as gr
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 from clustercam.zoo import DEFAULT_MODEL, available_models
 from clustercamapp import handlers, studies, text, views
+from clustercamapp.components import library_checked
 from clustercamapp.engine import get_model, model_choices
 from clustercamapp.views import target_choices
 
@@ -78,10 +85,10 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(text.TITLE, elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=360):
-                image = gr.Image(
-                    type="filepath", sources=["upload", "clipboard", "webcam"], label="Image",
+                image = library_checked(gr.Image(
+                    type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], label="Image",
                     height=320, elem_id="input-image",
-                )
+                ))
                 gr.Examples(
                     examples=[[str(ASSETS / name)] for name in EXAMPLES], inputs=[image],
                     label="Examples (click one, then Explain)", examples_per_page=len(EXAMPLES),

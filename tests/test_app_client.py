@@ -137,7 +137,7 @@ def test_layers_endpoint(client):
     assert table[-1] == {"name": "bn2", "kind": "BatchNormAct2d", "channels": 1280, "height": 7, "width": 7}
 
 
-def test_user_mistakes_reach_the_client_as_messages(client):
+def test_user_mistakes_reach_the_client_as_messages(client, tmp_path):
     with pytest.raises(AppError, match="Unknown model 'resnet9000'"):
         client.predict(
             handle_file(str(ASSETS / "chelsea.jpg")), "resnet9000", "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "",
@@ -147,6 +147,18 @@ def test_user_mistakes_reach_the_client_as_messages(client):
         client.predict(
             handle_file(str(ASSETS / "chelsea.jpg")), MODEL, "nope", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "",
             api_name="/explain",
+        )
+    broken = tmp_path / "photo.jpg"
+    broken.write_bytes((ASSETS / "chelsea.jpg").read_bytes()[:5000])  # a cut-off download
+    with pytest.raises(AppError, match="truncated or corrupt"):
+        client.predict(
+            handle_file(str(broken)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain"
+        )
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(
+            handle_file(str(text)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain"
         )
     # the server keeps serving
     assert explain(client, "chelsea.jpg")[5]["q"] == DEFAULT_Q

@@ -36,12 +36,18 @@ DEFAULTS = (CHELSEA, MODEL, "", DEFAULT_Q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One torch thread: these tests run beside others on a small, busy CPU."""
-    before = torch.get_num_threads()
+def one_torch_thread_and_own_files(tmp_path_factory) -> Iterator[None]:
+    """One torch thread (these tests run beside others on a small, busy CPU); the pictures the
+    handlers write go to a temporary folder instead of Gradio's shared cache."""
+    before, folder = torch.get_num_threads(), os.environ.get("GRADIO_TEMP_DIR")
     torch.set_num_threads(1)
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     yield
     torch.set_num_threads(before)
+    if folder is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = folder
 
 
 @pytest.fixture(scope="module")
