@@ -123,6 +123,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_has_content(image: Image.Image, *, tolerance: int = 2) -> Image.Image:
+    """Refuse a flat image (one colour, up to ``tolerance`` levels of noise): it has nothing to explain.
+
+    Such an input makes every feature map near-constant and every masked input equal to the
+    image itself, so any heatmap drawn from it would be noise.
+    """
+    small = image.convert("RGB")
+    small.thumbnail((64, 64))
+    pixels = np.asarray(small, dtype=np.int16)
+    if int(pixels.max()) - int(pixels.min()) <= tolerance:
+        raise ImageError(
+            "The image is a single flat colour: there is nothing in it for the network to recognise "
+            "or for an explanation to point at. Please use a photograph."
+        )
+    return image
+
+
 def network_size(
     width: int,
     height: int,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imaging import ImageSource, load_image, resize_for_network
+from .imaging import ImageSource, check_has_content, load_image, resize_for_network
 from .methods import ClusterCAMResult, get_method
 from .methods.base import CAMResult, Explanation
 from .render import resize_heatmap
@@ -76,10 +76,10 @@ def explain_image(
     method's constructor (``q``, ``beta``, ``clustering``, ``n_eigenvectors``, ...).
 
     Raises:
-        ImageError: unreadable, unsafe or empty image.
+        ImageError: unreadable, unsafe, empty or single-colour image.
         ValueError: bad layer, target or option (message fit for a person).
     """
-    image = load_image(source)
+    image = check_has_content(load_image(source))
     prepared = resize_for_network(image, spec.input_size)
     inputs = spec.to_tensor(prepared)
     layer = layer or spec.default_layer

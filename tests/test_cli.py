@@ -83,3 +83,43 @@ def test_module_entry_point_lists_models_and_layers():
     assert models.stdout.splitlines()[0].startswith("efficientnet_lite0")
     layers = subprocess.run([sys.executable, "-m", "clustercam", "layers"], capture_output=True, text=True, cwd=ROOT, check=True)
     assert layers.stdout.strip().splitlines()[-1].startswith("bn2") and "(default)" in layers.stdout
+
+
+def _bad_inputs(folder):
+    """Files a stranger might hand the CLI, each with the message it should get."""
+    import io
+
+    bomb = folder / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)
+    flat = folder / "flat.png"
+    Image.new("RGB", (300, 200), (127, 127, 127)).save(flat)
+    truncated = folder / "truncated.jpg"
+    buffer = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(buffer, format="JPEG")
+    truncated.write_bytes(buffer.getvalue()[:2000])
+    empty = folder / "empty.png"
+    empty.write_bytes(b"")
+    return [(bomb, "megapixels"), (flat, "single flat colour"), (truncated, "truncated or corrupt"), (empty, "not an image")]
+
+
+def test_bad_files_get_one_line_each_and_a_non_zero_exit(tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for path, message in _bad_inputs(folder):
+        assert main(["explain", str(path), "--out", str(tmp_path / "out")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("clustercam: error:") and message in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
+def test_odd_image_modes_are_explained(tmp_path, mode):
+    source = Image.open(ASSETS / "chelsea.jpg")
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(source.convert("L"), dtype=np.uint16) * 257))
+    else:
+        image = source.convert(mode)
+    path = tmp_path / ("cat.tif" if mode == "CMYK" else "cat.png")
+    image.save(path)
+    out = tmp_path / "out"
+    assert main(["explain", str(path), "--q", "4", "--out", str(out)]) == 0
+    assert np.load(out / "heatmap.npy").shape == (300, 451)

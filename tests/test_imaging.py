@@ -108,3 +108,14 @@ def test_side_by_side():
     pair = side_by_side(Image.new("RGB", (30, 20), "red"), Image.new("RGB", (20, 40), "blue"))
     assert pair.size == (30 + 10, 20)
     assert pair.getpixel((0, 0)) == (255, 0, 0) and pair.getpixel((39, 0)) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("color", [(0, 0, 0), (127, 127, 127), (255, 255, 255)])
+def test_flat_images_are_refused_with_a_reason(color):
+    from clustercam.imaging import check_has_content
+
+    with pytest.raises(ImageError, match="single flat colour"):
+        check_has_content(Image.new("RGB", (300, 200), color))
+    noisy = np.full((40, 40, 3), 127, dtype=np.uint8)
+    noisy[10:20, 10:20] = 200
+    assert check_has_content(Image.fromarray(noisy)).size == (40, 40)
