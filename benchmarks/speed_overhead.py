@@ -16,11 +16,10 @@ import statistics
 import time
 
 import torch
+from _common import asset_path
 from PIL import Image
 
 import clustercam
-
-from _common import asset_path
 
 
 def unavoidable_network_work(model: torch.nn.Module, x: torch.Tensor, q: int) -> None:

@@ -31,10 +31,10 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _common import ROOT
 from tqdm import tqdm
 
 import clustercam
@@ -42,8 +42,6 @@ from clustercam import metrics
 from clustercam.bench import choose_pairs, load_square, read_labels
 from clustercam.maps import masked_probabilities
 from clustercam.methods.cluster import cognition_heatmaps
-
-from _common import ROOT
 
 BETAS = [round(0.1 * i, 1) for i in range(11)]
 NORMALIZATIONS = ("minmax", "max", "none")

@@ -22,7 +22,7 @@ def test_explain_one_image_writes_every_output(tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"overlay.png", "clusters.png", "masked.png", "heatmap.npy", "summary.json"}
     heatmap = np.load(out / "heatmap.npy")
     assert heatmap.dtype == np.float32 and heatmap.shape == (300, 901)  # the image's own size
-    assert 0 <= heatmap.min() and heatmap.max() <= 1
+    assert heatmap.min() >= 0 and heatmap.max() <= 1
     assert heatmap[:, :450].sum() / heatmap.sum() >= 0.8  # the cat is on the left
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target"]["name"] == "Egyptian cat" and summary["target"]["index"] == 285
@@ -115,7 +115,7 @@ def test_bad_files_get_one_line_each_and_a_non_zero_exit(tmp_path, capsys):
 def test_odd_image_modes_are_explained(tmp_path, mode):
     source = Image.open(ASSETS / "chelsea.jpg")
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(source.convert("L"), dtype=np.uint16) * 257))
+        image = Image.fromarray(np.asarray(source.convert("L"), dtype=np.uint16) * 257)
     else:
         image = source.convert(mode)
     path = tmp_path / ("cat.tif" if mode == "CMYK" else "cat.png")
