@@ -227,7 +227,7 @@ def main() -> None:
     print(f"Grad-CAM: average drop {gradcam['average_drop']:.2f}, increase {gradcam['increase']:.1f}, pair share {gradcam['pair_share']:.3f}")
     print("\n| stage | Q | clustering | β | normalization | output | avg drop ↓ | increase ↑ | pair share ↑ | beats Grad-CAM |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(records, key=lambda r: -r["pair_share"])[:25] + [chosen]:
+    for r in [*sorted(records, key=lambda r: -r["pair_share"])[:25], chosen]:
         print(f"| {r['stage']} | {r['q']} | {r['clustering']} | {r['beta']} | {r['normalization']} | {r['output']} | "
               f"{r['average_drop']:.2f} | {r['increase']:.1f} | {r['pair_share']:.3f} | {'yes' if beats_gradcam(r) else 'no'} |")
     print(f"\nchosen: {chosen}")
