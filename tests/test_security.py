@@ -61,10 +61,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
-    """The app launched in-process with its own launch options and a 300 kB upload limit."""
+    """The app launched in-process with its own launch options and a 300 kB upload limit
+    (``show_error`` so that the tests can read why a request was refused)."""
     import app
 
-    options = {**app.launch_options(), "max_file_size": "300kb"}
+    options = {**app.launch_options(), "max_file_size": "300kb", "show_error": True}
     _, url, _ = app.demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **options)
     try:
         yield url.rstrip("/")
