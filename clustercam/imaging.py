@@ -84,7 +84,7 @@ def _open(source: str | os.PathLike | bytes | BinaryIO, limit: int) -> Image.Ima
             "decompression bomb). Please use a smaller image."
         ) from error
     except OSError as error:
-        raise ImageError(f"The image could not be read ({error}).") from error
+        raise ImageError(f"The image file is truncated or corrupt ({error}).") from error
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:
