@@ -35,6 +35,7 @@ from clustercam.zoo import DEFAULT_MODEL, available_models
 from clustercamapp import handlers, studies, text, views
 from clustercamapp.components import library_checked
 from clustercamapp.engine import get_model, model_choices
+from clustercamapp.memory import tune_allocator
 from clustercamapp.views import target_choices
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -242,6 +243,7 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+tune_allocator()  # flat memory for a long-running server (see clustercamapp/memory.py)
 demo = build_demo()
 
 if __name__ == "__main__":

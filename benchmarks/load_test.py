@@ -1,0 +1,209 @@
+"""Load test of the running app: many gradio_client clients calling /explain at once.
+
+Starts ``python app.py`` on a free loopback port (or uses ``--url``), warms it up, then runs
+``--clients`` threads, each with its own ``gradio_client.Client`` (its own session), making
+``--calls`` /explain calls on the example images; a third of the clients send the *same* example
+at the same moment (a classroom clicking one example together). Meanwhile the server's queue
+length is polled. Prints successes, p50/p95 latency, the largest queue seen and the server's RSS
+before and after; exits non-zero if a call failed or RSS grew by ``--max-growth-mb`` or more
+after warm-up. Only loopback addresses are used.
+
+    python benchmarks/load_test.py --clients 20 --calls 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ["chelsea.jpg", "coffee.jpg", "cat_and_coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg"]
+
+
+@dataclass
+class LoadReport:
+    """What a load run measured."""
+
+    calls: int = 0
+    successes: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    max_queue: int = 0
+    rss_start_mb: float = 0.0
+    rss_warm_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def growth_mb(self) -> float:
+        return self.rss_end_mb - self.rss_warm_mb
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+    def lines(self) -> list[str]:
+        return [
+            f"calls: {self.successes}/{self.calls} succeeded in {self.seconds:.1f} s",
+            f"latency p50 {self.percentile(0.5):.2f} s, p95 {self.percentile(0.95):.2f} s, "
+            f"mean {statistics.fmean(self.latencies) if self.latencies else float('nan'):.2f} s",
+            f"largest queue seen: {self.max_queue}",
+            f"server RSS: {self.rss_start_mb:.0f} MB at start, {self.rss_warm_mb:.0f} MB after warm-up, "
+            f"{self.rss_end_mb:.0f} MB after the load (growth {self.growth_mb:+.0f} MB)",
+            *(f"error: {error}" for error in self.errors[:5]),
+        ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python app.py`` on 127.0.0.1:``port``."""
+    environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                   "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_until_up(url: str, server: subprocess.Popen | None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server is not None and server.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def explain_call(client, image: str, seed: int = 0) -> None:
+    from gradio_client import handle_file
+
+    client.predict(handle_file(str(ROOT / "assets" / image)), "efficientnet_lite0", "", 6, 0.7, "kmeans", 0, 0.2, 0.0,
+                   seed, "", api_name="/explain")
+
+
+def poll_queue(url: str, report: LoadReport, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            status = httpx.get(f"{url}/gradio_api/queue/status", timeout=2).json()
+            report.max_queue = max(report.max_queue, int(status.get("queue_size", 0)))
+        except (httpx.HTTPError, ValueError):
+            pass
+        stop.wait(0.2)
+
+
+def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = True, warm_requests: int = 32) -> LoadReport:
+    """Warm up, then ``clients`` × ``calls`` concurrent /explain calls; measures as it goes."""
+    from gradio_client import Client
+
+    report = LoadReport(rss_start_mb=rss_mb(pid))
+    if warm_up:
+        warm = Client(url, verbose=False, analytics_enabled=False)
+        # Every example once (models, lazy imports, allocator pools), then as many distinct
+        # requests as the server's explanation cache holds: that cache (an LRU of at most 32
+        # explanations, a few MB each) is memory the server keeps by design, so it is filled
+        # before growth is measured.
+        for index in range(max(len(EXAMPLES), warm_requests)):
+            explain_call(warm, EXAMPLES[index % len(EXAMPLES)], seed=10_000 + index)
+    report.rss_warm_mb = rss_mb(pid)
+
+    lock, start = threading.Lock(), threading.Barrier(clients)
+
+    def worker(index: int) -> None:
+        client = Client(url, verbose=False, analytics_enabled=False)
+        start.wait()
+        for call in range(calls):
+            # a third of the clients send the same example at once; the others new requests
+            image, seed = ("cat_and_coffee.jpg", 0) if index % 3 == 0 else (EXAMPLES[(index + call) % len(EXAMPLES)], 100 + index * calls + call)
+            began = time.perf_counter()
+            try:
+                explain_call(client, image, seed)
+                ok, error = True, ""
+            except Exception as exc:  # a failed call is a finding, reported below
+                ok, error = False, f"{type(exc).__name__}: {exc}"
+            with lock:
+                report.calls += 1
+                report.successes += ok
+                report.latencies.append(time.perf_counter() - began)
+                if error:
+                    report.errors.append(error)
+
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_queue, args=(url, report, stop), daemon=True)
+    poller.start()
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report.seconds = time.perf_counter() - began
+    stop.set()
+    poller.join()
+    report.rss_end_mb = rss_mb(pid)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--url", default=None, help="an app already running on this machine (loopback)")
+    parser.add_argument("--pid", type=int, default=None, help="its process id, for RSS (with --url)")
+    parser.add_argument("--max-growth-mb", type=float, default=100.0)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the load; RSS growth is measured over the last round")
+    parser.add_argument("--warm-requests", type=int, default=int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32)),
+                        help="distinct warm-up requests (default: the app's cache size)")
+    args = parser.parse_args()
+
+    server = None
+    if args.url:
+        url, pid = args.url.rstrip("/"), args.pid
+        if pid is None:
+            parser.error("--url needs --pid (the server's process id) to read its memory")
+    else:
+        port = free_port()
+        server = start_server(port)
+        url, pid = f"http://127.0.0.1:{port}", server.pid
+    try:
+        wait_until_up(url, server)
+        for round_number in range(1, args.rounds + 1):
+            report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
+                              warm_requests=args.warm_requests)
+            print(f"round {round_number}: " + "; ".join(report.lines()[:4]), flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"{args.clients} clients × {args.calls} /explain calls against {url}")
+    print("\n".join(report.lines()))
+    failed = report.successes != report.calls or report.growth_mb >= args.max_growth_mb
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Keep a long-running server's memory flat: glibc allocator settings for PyTorch workloads.
+
+Each explanation allocates and frees tensors of a few megabytes from several server threads. With
+glibc's defaults, freed blocks of that size stay in per-thread arenas (and the dynamic mmap
+threshold moves them off mmap after the first free), so the resident size climbs by hundreds of
+megabytes under concurrent load although nothing leaks. Fixing the mmap threshold, capping the
+arenas and trimming freed memory sooner returns it to the system. Measured with
+``benchmarks/load_test.py`` (20 clients × 3 calls, second round): +31…+110 MB per round with
+the defaults, +9…+15 MB with these settings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+# mallopt parameters (glibc <malloc.h>)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+SETTINGS = {
+    "MALLOC_ARENA_MAX": (M_ARENA_MAX, 2),
+    "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 256 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 1024 * 1024),
+}
+
+
+def tune_allocator() -> dict[str, int]:
+    """Apply :data:`SETTINGS` with ``mallopt`` (Linux/glibc only; a variable already set in the
+    environment wins). Returns what was applied; an empty dict elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return {}
+    applied = {}
+    for variable, (parameter, value) in SETTINGS.items():
+        if variable in os.environ:
+            continue
+        if mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) == 1:
+            applied[variable] = value
+    return applied
