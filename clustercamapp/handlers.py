@@ -48,22 +48,14 @@ TEACH_TARGETS = ("Egyptian cat", "espresso")
 TEACH_Q = 3
 
 
-def _render(
-    entry: CachedExplanation,
-    target: int | None,
-    beta: float,
-    *,
-    galleries: bool,
-    cached: bool,
-    passes: int,
-    started: float,
-) -> dict[str, Any]:
-    """Everything a response may show for ``entry`` explained for ``target`` with ``beta``.
+def _render(entry: CachedExplanation, target: int | None, beta: float, **flags: Any) -> dict[str, Any]:
+    """Everything a response may show for ``entry`` explained for ``target`` with ``beta``
+    (``flags``: those of :func:`_render_views`).
 
     Pure re-rendering on small tensors: one torch thread (see :mod:`clustercamapp.engine`).
     """
     with torch_threads(1):
-        return _render_views(entry, target, beta, galleries=galleries, cached=cached, passes=passes, started=started)
+        return _render_views(entry, target, beta, **flags)
 
 
 def _render_views(
