@@ -251,7 +251,7 @@ def test_bad_files_become_gr_errors(tmp_path):
         explain((0, str(truncated)))
     gray = tmp_path / "gray.png"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(gray)
-    with pytest.raises(gr.Error, match=r"distinct|spatially constant"):  # degenerate feature maps
+    with pytest.raises(gr.Error, match=r"single flat colour|distinct|spatially constant"):  # degenerate feature maps
         explain((0, str(gray)))
 
 
