@@ -122,7 +122,7 @@ def cluster_captions(explanation) -> list[str]:
     """``cluster q · n maps`` and ``p = …``, plus BASE / SCISSORS, for each cluster."""
     captions = []
     for q, (size, score) in enumerate(zip(explanation.cluster_sizes, explanation.scores.tolist(), strict=True)):
-        role = " BASE" if q == explanation.base_index else " SCISSORS" if q == explanation.scissors_index else ""
+        role = " · BASE" if q == explanation.base_index else " · SCISSORS" if q == explanation.scissors_index else ""
         captions.append(f"cluster {q} · {size} maps{role}\np = {score:.3f}")
     return captions
 
