@@ -152,8 +152,8 @@ def _lloyd(points: torch.Tensor, starts: torch.Tensor, max_iter: int) -> list[KM
         for restart in [r for r in running if not changed[r]]:
             iterations[restart] = iteration
             running.remove(restart)
-        if not running:
-            break
+        if not running or iteration == max_iter:
+            break  # ``labels`` stay those the centroids were computed from: none is empty
         labels = new_labels
     nearest = centroids.gather(1, labels[:, :, None].expand(-1, -1, dim))
     inertias = (points[None] - nearest).square().sum((1, 2)).tolist()
@@ -181,18 +181,21 @@ def kmeans(
     points = _check_points(points, q)
     if n_init < 1 or max_iter < 1:
         raise ValueError("n_init and max_iter must be at least 1.")
-    # Work in float64 and in units of the largest |value|: labels are scale-invariant, and the
-    # squared distances of any float32 input can then neither overflow nor underflow.
+    # Work in float64, centred and in units of the largest |value|: labels are invariant to both,
+    # the squared distances of any float32 input can neither overflow nor underflow, and
+    # centring keeps ‖x‖² + ‖c‖² − 2x·c from cancelling away the differences between points.
     wide = _wide_dtype(points.device)
-    unit = points.abs().max().to(wide).clamp_min(torch.finfo(wide).tiny)
-    scaled = points.to(wide) / unit
+    centre = points.to(wide).mean(0)
+    centred = points.to(wide) - centre
+    unit = centred.abs().max().clamp_min(torch.finfo(wide).tiny)
+    scaled = centred / unit
     starts = torch.stack([
         _kmeans_plus_plus(scaled, q, torch.Generator().manual_seed(seed * 1_000_003 + restart))
         for restart in range(n_init)
     ])
     results = _lloyd(scaled, starts, max_iter)
     best = min(results, key=lambda result: result.inertia)  # the first of equals, as one by one
-    centroids = (best.centroids * unit).to(points.dtype)
+    centroids = (best.centroids * unit + centre).to(points.dtype)
     return KMeansResult(best.labels, centroids, best.inertia * float(unit) ** 2, best.iterations)
 
 

@@ -130,3 +130,19 @@ def test_spectral_parameter_checks():
         spectral_clustering(points, 3, n_eigenvectors=len(points))
     with pytest.raises(ValueError, match="laplacian"):
         spectral_clustering(points, 3, laplacian="random-walk")
+
+
+def test_nearly_identical_points_far_from_the_origin_still_split():
+    """‖x‖² + ‖c‖² − 2x·c cancels for points whose differences are tiny next to their norms."""
+    points = torch.tensor([[1e-30, 1.0], [0.0, 1.0]])
+    assert sorted(kmeans(points, 2).labels.tolist()) == [0, 1]
+    shifted = torch.randn(40, 3, generator=torch.Generator().manual_seed(0)) * 1e-3 + 1e3
+    labels = kmeans(shifted, 4).labels
+    assert torch.bincount(labels, minlength=4).min() >= 1
+
+
+def test_labels_match_the_reported_centroids():
+    points, _ = planted(groups=5, spread=1.0, seed=5)
+    result = kmeans(points, 5, max_iter=2)  # stopped early: still consistent and non-empty
+    means = torch.stack([points[result.labels == q].mean(0) for q in range(5)])
+    assert torch.allclose(means, result.centroids, atol=1e-4)
