@@ -40,7 +40,7 @@ def server_url() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app.demo.queue()
+    # build_demo already configured the (bounded) queue; calling queue() again would reset it
     _, url, _ = app.demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options()
     )
@@ -91,7 +91,7 @@ def captions(page, selector: str) -> list[str]:
 
 
 def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
-    from clustercam.methods import DEFAULT_Q
+    from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 
     page.locator("#input-image input[type=file]").set_input_files(str(ASSETS / "chelsea.jpg"))
     page.wait_for_selector("#input-image img")
@@ -114,10 +114,9 @@ def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
     started = time.perf_counter()
     for _ in range(40):
         page.keyboard.press("ArrowLeft")
-    page.wait_for_function(
-        "() => document.querySelector('#summary-md').innerText.includes('β = 0.30')"
-    )
-    print(f"\nβ 0.70 → 0.30 by keyboard, redrawn in the browser after {time.perf_counter() - started:.2f} s")
+    moved = f"β = {DEFAULT_BETA - 0.40:.2f}"
+    page.wait_for_function(f"() => document.querySelector('#summary-md').innerText.includes('{moved}')")
+    print(f"\nβ {DEFAULT_BETA:.2f} → {DEFAULT_BETA - 0.40:.2f} by keyboard, redrawn in the browser after {time.perf_counter() - started:.2f} s")
     assert page.locator("#overlay img").get_attribute("src") != overlay
     assert "0 forward passes" in page.locator("#summary-md").inner_text()
 
@@ -133,7 +132,7 @@ def test_explain_move_beta_switch_target_and_compare(page, tmp_path):
         f"() => [...document.querySelectorAll('#masked img')].every(image => image.alt.includes('p({other})'))"
     )
     summary = page.locator("#summary-md").inner_text()
-    assert "β = 0.30" in summary and "0 forward passes" in summary
+    assert moved in summary and "0 forward passes" in summary
     wait_for_base_bar(page, base_cluster(page))
     assert other.lower().replace(" ", "-") in page.locator("#overlay img").get_attribute("src")
     wait_for_images(page)

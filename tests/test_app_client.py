@@ -38,7 +38,7 @@ def server_url() -> Iterator[str]:
     torch.set_num_threads(1)  # a small, busy CPU: see test_app_handlers
     import app
 
-    app.demo.queue()
+    # build_demo already configured the (bounded) queue; calling queue() again would reset it
     _, url, _ = app.demo.launch(
         server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
     )

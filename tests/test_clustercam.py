@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 import torch
@@ -70,11 +71,28 @@ def test_cluster_maps_masks_and_scores_follow_eqs_18_and_19(spec, chelsea_result
 
 
 def test_heatmap_is_eq_22_of_base_and_scissors(chelsea_result):
-    _, result = chelsea_result
+    """Default normalisation "max": each upsampled cluster mean divided by its maximum."""
+    x, result = chelsea_result
     one = result[0]
-    combined = 0.5 * one.masks[one.base_index] - 0.5 * one.masks[one.scissors_index]
+    assert result.normalization == "max" and result.output == "relu"
+    base, scissors = (upsample(one.cluster_maps[i], tuple(x.shape[-2:])) for i in (one.base_index, one.scissors_index))
+    combined = 0.5 * base / base.max() - 0.5 * scissors / scissors.max()
     expected = combined.clamp_min(0) / combined.clamp_min(0).max()
     assert torch.allclose(one.heatmap, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalization", ["minmax", "none"])
+def test_other_normalisations_of_eq_22(chelsea_result, normalization):
+    x, result = chelsea_result
+    one = result[0]
+    if normalization == "minmax":  # the scored masks themselves
+        base, scissors = one.masks[one.base_index], one.masks[one.scissors_index]
+    else:  # the layer's own units
+        base, scissors = (upsample(one.cluster_maps[i], tuple(x.shape[-2:])) for i in (one.base_index, one.scissors_index))
+    combined = 0.5 * base - 0.5 * scissors
+    expected = combined.clamp_min(0) / combined.clamp_min(0).max()
+    changed = dataclasses.replace(result, normalization=normalization).reweight(0.5)
+    assert torch.allclose(changed.heatmaps[0], expected, atol=1e-6)
 
 
 def test_network_work_is_one_plus_q_passes_and_reweighting_is_free(spec, chelsea_result):
