@@ -40,18 +40,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .base import ForwardState, Saliency, WeightedCAM
+from .base import ForwardState, Saliency, WeightedCAM, weighted_maps
 
 #: Relative tolerance of the tail-mode validation (logits of the un-ablated row vs the original).
 VALIDATION_RTOL = 1e-4
-
-
-def weighted_maps(alpha: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """Eq. 1, ``ReLU(Σ_n α_n F_n)``: ``(B, N)`` weights × ``(B, N, h, w)`` maps → ``(B, h, w)``.
-
-    What :meth:`WeightedCAM.explain` computes, for subclasses that also report extras.
-    """
-    return torch.einsum("bn,bnhw->bhw", alpha.to(activations.dtype), activations).clamp_min(0)
 
 
 class TailMismatchError(RuntimeError):

@@ -244,6 +244,11 @@ def check_finite(activations: torch.Tensor, layer: str) -> None:
         raise ValueError(f"The activations of layer '{layer}' contain NaN or infinite values.")
 
 
+def weighted_maps(alpha: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Eq. 1, ``ReLU(Σ_n α_n F_n)``: ``(B, N)`` weights × ``(B, N, h, w)`` maps → ``(B, h, w)``."""
+    return torch.einsum("bn,bnhw->bhw", alpha.to(activations.dtype), activations).clamp_min(0)
+
+
 class WeightedCAM(BaseCAM):
     """The CAM family of eq. 1: ``M_c = ReLU(Σ_n α_n^c F_n)``; a subclass defines α (:meth:`weights`)."""
 
@@ -253,5 +258,4 @@ class WeightedCAM(BaseCAM):
 
     def explain(self, state: ForwardState) -> Saliency:
         alpha, forward_passes, backward_passes = self.weights(state)
-        maps = torch.einsum("bn,bnhw->bhw", alpha.to(state.activations.dtype), state.activations)
-        return Saliency(maps.clamp_min(0), forward_passes, backward_passes)
+        return Saliency(weighted_maps(alpha, state.activations), forward_passes, backward_passes)

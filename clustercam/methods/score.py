@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..maps import apply_masks, minmax
-from .ablation import weighted_maps
-from .base import ForwardState, Saliency, WeightedCAM
+from .base import ForwardState, Saliency, WeightedCAM, weighted_maps
 
 Weighting = Literal["probability", "softmax"]
 
