@@ -10,8 +10,11 @@ with what to do where that is impossible.
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -240,12 +243,56 @@ def _torchvision_builder(architecture: str, weights_enum: str) -> Callable[[bool
     return build
 
 
+def _hub_unreachable() -> bool:
+    """Whether the Hugging Face Hub's host name cannot even be resolved (no network).
+
+    huggingface_hub retries a failed request five times with back-off (~45 s) before it looks in
+    its cache; one failed name lookup is enough to know that the network is absent.
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False  # the hub library then goes straight to its cache by itself
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return True
+    return False
+
+
+def _timm_cached_weights(architecture: str) -> str | None:
+    """The locally cached weights file of a timm model (Hub cache or torch hub cache), if any."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(path, str):
+                return path
+    if cfg.url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg.url).path).name
+        if path.is_file():
+            return str(path)
+    return None
+
+
 def _timm_builder(architecture: str) -> Callable[[bool], nn.Module]:
     def build(pretrained: bool) -> nn.Module:
         import timm
 
+        options: dict = {}
+        if pretrained and timm.is_model(architecture) and _hub_unreachable():
+            cached = _timm_cached_weights(architecture)
+            if cached is None:
+                raise _timm_weights_error(architecture, ConnectionError("no network and nothing cached"))
+            options["pretrained_cfg_overlay"] = {"file": cached, "source": ""}
         try:
-            return timm.create_model(architecture, pretrained=pretrained)
+            return timm.create_model(architecture, pretrained=pretrained, **options)
         except RuntimeError as error:
             if "Unknown model" in str(error):
                 raise ValueError(f"timm has no model called '{architecture}'.") from error

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.error
+import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +122,47 @@ def test_available_models_lists_the_embedded_ones_first():
     names = clustercam.available_models()
     assert names[0] == "efficientnet_lite0"
     assert {"alexnet", "vgg16", "resnet50"} <= set(names)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Name lookups fail as they do on a machine without network; the Hub is not in offline mode."""
+    from huggingface_hub import constants
+
+    def unresolvable(*_args, **_kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+
+
+@pytest.fixture
+def hub_dir(tmp_path):
+    """An empty torch hub cache for the test; the previous one is restored afterwards."""
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    yield tmp_path
+    torch.hub.set_dir(previous)
+
+
+def test_timm_model_without_network_fails_at_once_with_the_remedy(no_network, hub_dir):
+    started = time.perf_counter()
+    with pytest.raises(clustercam.WeightsUnavailableError, match="timm/resnet18") as caught:
+        clustercam.load_model("timm/resnet18", device="cpu")
+    assert time.perf_counter() - started < 10  # not the Hub client's ~45 s of retries
+    assert "efficientnet_lite0" in str(caught.value)
+
+
+def test_timm_model_without_network_loads_cached_weights(no_network, hub_dir):
+    """Weights downloaded earlier (here: a random network saved where the download would go) load
+    offline, exactly."""
+    import timm
+
+    url = timm.models.get_pretrained_cfg("resnet18").url
+    saved = timm.create_model("resnet18", pretrained=False).state_dict()
+    (hub_dir / "checkpoints").mkdir()
+    torch.save(saved, hub_dir / "checkpoints" / Path(urllib.parse.urlparse(url).path).name)
+    spec = clustercam.load_model("timm/resnet18", device="cpu")
+    loaded = spec.model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in saved.items())
+    assert spec.default_layer == "layer4"
