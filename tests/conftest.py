@@ -16,7 +16,6 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
-EVAL_SAMPLES = ROOT.parent / "shared" / "eval" / "imagenet-samples"
 
 
 @pytest.fixture(scope="session")
