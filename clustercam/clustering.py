@@ -140,11 +140,15 @@ def _lloyd(points: torch.Tensor, starts: torch.Tensor, max_iter: int) -> list[KM
     iterations = [max_iter] * restarts
     running = list(range(restarts))
     for iteration in range(1, max_iter + 1):
-        counts = torch.bincount((labels + offsets).flatten(), minlength=restarts * q).view(restarts, q)
-        for restart in (counts == 0).any(1).nonzero().flatten().tolist():
-            labels[restart] = _fill_empty_clusters(points, labels[restart], centroids[restart], q)
         flat = (labels + offsets).flatten()
-        counts = torch.bincount(flat, minlength=restarts * q).to(points.dtype)
+        counts = torch.bincount(flat, minlength=restarts * q)
+        emptied = (counts.view(restarts, q) == 0).any(1).nonzero().flatten().tolist()
+        for restart in emptied:
+            labels[restart] = _fill_empty_clusters(points, labels[restart], centroids[restart], q)
+        if emptied:  # counted again only when a re-seed moved points
+            flat = (labels + offsets).flatten()
+            counts = torch.bincount(flat, minlength=restarts * q)
+        counts = counts.to(points.dtype)
         sums = torch.zeros(restarts * q, dim, dtype=points.dtype, device=points.device).index_add_(0, flat, stacked)
         centroids = (sums / counts[:, None]).view(restarts, q, dim)
         new_labels = assign(centroids)
