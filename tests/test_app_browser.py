@@ -7,7 +7,6 @@ with screenshots saved under the test's tmp_path.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from .conftest import ASSETS, free_port
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CHROMIUM = Path("/usr/bin/chromium")
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
@@ -37,9 +37,7 @@ def server_url() -> Iterator[str]:
     torch.set_num_threads(1)  # a small, busy CPU: see test_app_handlers
     import app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     # build_demo already configured the (bounded) queue; calling queue() again would reset it
     _, url, _ = app.demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options()

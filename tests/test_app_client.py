@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,14 +21,9 @@ from gradio_client.exceptions import AppError
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 from clustercamapp import engine
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+from .conftest import ASSETS, free_port
+
 MODEL = "efficientnet_lite0"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

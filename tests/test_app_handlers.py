@@ -27,7 +27,8 @@ from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
 from clustercamapp import engine, handlers, studies
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+from .conftest import ASSETS
+
 CHELSEA = str(ASSETS / "chelsea.jpg")
 PAIR = str(ASSETS / "cat_and_coffee.jpg")
 MODEL = "efficientnet_lite0"

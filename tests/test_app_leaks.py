@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import io
 import os
-from pathlib import Path
 
 import psutil
 import pytest
@@ -19,7 +18,8 @@ import gradio as gr
 from clustercam.hooks import hook_count
 from clustercamapp import engine, handlers
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+from .conftest import ASSETS
+
 MODEL = "efficientnet_lite0"
 
 

@@ -22,6 +22,8 @@ from clustercam.bench import (
     run_benchmark,
 )
 
+from .conftest import ASSETS
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared/eval/imagenet-samples"
 TABLE1_COLUMNS = ("average_drop", "confidence_drop", "increase", "deletion", "insertion", "pair_share")
 
@@ -37,7 +39,6 @@ def finite_numbers(value: object) -> list[float]:
     return [number for item in items for number in finite_numbers(item)]
 
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: The example photographs with their ImageNet classes: the benchmark's data where the shared
 #: ImageNet samples are not next to the repository.
 ASSET_LABELS = {"chelsea.jpg": 285, "coffee.jpg": 967, "grace_hopper.jpg": 652, "rocket.jpg": 812}

@@ -70,12 +70,17 @@ def test_cluster_maps_masks_and_scores_follow_eqs_18_and_19(spec, chelsea_result
     assert torch.allclose(one.scores, direct, atol=1e-5)
 
 
+def base_and_scissors_maps(one, x):
+    """The base and scissors cluster means (eq. 18) upsampled to the input size, in layer units."""
+    return (upsample(one.cluster_maps[i], tuple(x.shape[-2:])) for i in (one.base_index, one.scissors_index))
+
+
 def test_heatmap_is_eq_22_of_base_and_scissors(chelsea_result):
     """Default normalisation "max": each upsampled cluster mean divided by its maximum."""
     x, result = chelsea_result
     one = result[0]
     assert result.normalization == "max" and result.output == "relu"
-    base, scissors = (upsample(one.cluster_maps[i], tuple(x.shape[-2:])) for i in (one.base_index, one.scissors_index))
+    base, scissors = base_and_scissors_maps(one, x)
     combined = 0.5 * base / base.max() - 0.5 * scissors / scissors.max()
     expected = combined.clamp_min(0) / combined.clamp_min(0).max()
     assert torch.allclose(one.heatmap, expected, atol=1e-6)
@@ -88,7 +93,7 @@ def test_other_normalisations_of_eq_22(chelsea_result, normalization):
     if normalization == "minmax":  # the scored masks themselves
         base, scissors = one.masks[one.base_index], one.masks[one.scissors_index]
     else:  # the layer's own units
-        base, scissors = (upsample(one.cluster_maps[i], tuple(x.shape[-2:])) for i in (one.base_index, one.scissors_index))
+        base, scissors = base_and_scissors_maps(one, x)
     combined = 0.5 * base - 0.5 * scissors
     expected = combined.clamp_min(0) / combined.clamp_min(0).max()
     changed = dataclasses.replace(result, normalization=normalization).reweight(0.5)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import ast
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import ASSETS, ROOT
+from .conftest import ASSETS, ROOT, free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -51,12 +50,6 @@ def test_launch_settings():
     assert "share=True" not in source and "share =" not in source
     assert app.demo.delete_cache == (3600, 3600)
     assert app.demo._queue.max_size is not None and app.demo._queue.max_size <= 256
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
