@@ -12,8 +12,10 @@ from .hooks import LayerCapture
 from .imaging import ImageError, load_image
 from .methods import (
     DEFAULT_BETA,
+    DEFAULT_PRESET,
     DEFAULT_Q,
     METHODS,
+    PRESETS,
     BaseCAM,
     CAMResult,
     ClusterCAM,
@@ -26,8 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BETA",
+    "DEFAULT_PRESET",
     "DEFAULT_Q",
     "METHODS",
+    "PRESETS",
     "BaseCAM",
     "CAMResult",
     "ClusterCAM",

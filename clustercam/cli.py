@@ -51,15 +51,88 @@ def _build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--model", default=DEFAULT_MODEL)
     layers.set_defaults(handler=_layers_command)
 
-    try:
-        from .bench import add_bench_arguments, run_bench_command
-    except ImportError:  # pragma: no cover - the benchmark engine is optional
-        pass
-    else:
-        bench = commands.add_parser("bench", help="faithfulness and speed of methods over a labelled folder (Tables 1–2)")
-        add_bench_arguments(bench)
-        bench.set_defaults(handler=run_bench_command)
+    bench = commands.add_parser("bench", help="faithfulness and speed of methods over labelled folders (Tables 1–2)")
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=run_bench_command)
     return parser
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``bench`` subcommand's arguments."""
+    from .bench.data import PAIR_SEED, REPORTING, SPLITS
+    from .bench.runner import TARGETS
+    from .methods import METHODS, PRESETS
+    from .stats import DEFAULT_RESAMPLES
+    from .zoo import DEFAULT_MODEL
+
+    parser.add_argument("data_dirs", nargs="+", help="folders with the images and labels.csv (columns file,class_index)")
+    parser.add_argument("--split", choices=SPLITS, default=REPORTING,
+                        help="which part of the images (by a hash of the file name; docs/protocol.md): reporting (default), tuning or all")
+    parser.add_argument("--allow-tuning", action="store_true", help="allow --split tuning/all (figures on tuning images are not evidence)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL})")
+    parser.add_argument("--layer", default=None, help="target layer (default: the model's)")
+    parser.add_argument("--methods", default="clustercam",
+                        help=f"comma-separated, or 'all' (registered: {', '.join(METHODS)}); Cluster-CAM presets as clustercam:NAME ({', '.join(PRESETS)})")
+    parser.add_argument("--reference", default=None, help="the method the others are compared with (default: the first Cluster-CAM)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images of the part")
+    parser.add_argument("--out", default="bench-results", help="output folder (default bench-results)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images explained together (default 8)")
+    parser.add_argument("--forward-batch-size", type=int, default=64, help="images per forward pass in masked passes (default 64)")
+    parser.add_argument("--target", choices=TARGETS, default="predicted", help="class to explain (default: predicted)")
+    parser.add_argument("--pairs", type=int, default=10, help="two-image pairs for the pair share (default 10; 0: none; -1: all the part holds)")
+    parser.add_argument("--pair-seed", type=int, default=PAIR_SEED, help=f"seed the pairs are drawn with (default {PAIR_SEED})")
+    parser.add_argument("--steps", type=int, default=32, help="deletion/insertion steps (default 32; 0: skip)")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help=f"bootstrap resamples per interval (default {DEFAULT_RESAMPLES})")
+    parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option, repeatable (e.g. clustercam.q=6)")
+    parser.add_argument("--device", default=None, help="torch device (default: CUDA, MPS, else CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-warmup", action="store_true", help="time the very first call too")
+    return parser
+
+
+def parse_option(text: str) -> tuple[str, str, object]:
+    """``METHOD.KEY=VALUE`` → ``(method, key, value)``; the value is a Python literal or a string."""
+    import ast
+
+    head, sep, raw = text.partition("=")
+    method, dot, key = head.rpartition(".")
+    if not sep or not dot or not method.strip() or not key.strip():
+        raise ValueError(f"Method options look like METHOD.KEY=VALUE (e.g. clustercam.q=6); got '{text}'.")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()
+    return method.strip(), key.strip(), value
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """``bench``: writes the report and prints Table 1 with the intervals; 0 on success, 2 on a user error."""
+    from .bench.runner import run_benchmark
+    from .methods import METHODS
+    from .zoo import WeightsUnavailableError
+
+    try:
+        names = list(METHODS) if args.methods.strip().lower() == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+        options: dict[str, dict] = {}
+        for text in args.option:
+            method, key, value = parse_option(text)
+            options.setdefault(method, {})[key] = value
+        report = run_benchmark(
+            args.data_dirs, split=args.split, allow_tuning=args.allow_tuning, model=args.model, layer=args.layer,
+            methods=names, reference=args.reference, limit=args.limit, batch_size=args.batch_size, target=args.target,
+            pairs=None if args.pairs < 0 else args.pairs, pair_seed=args.pair_seed, n_steps=args.steps,
+            method_options=options, device=args.device, forward_batch_size=args.forward_batch_size,
+            resamples=args.resamples, progress=not args.no_progress, warmup=not args.no_warmup,
+        )
+    except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv, split
+        if getattr(args, "traceback", False):
+            raise
+        print(f"clustercam: error: {error}", file=sys.stderr)
+        return 2
+    paths = report.write(args.out)
+    print(paths["table1"].read_text(encoding="utf-8"))
+    print(f"Wrote {', '.join(str(path) for path in paths.values())}")
+    return 0
 
 
 def _method_options(args: argparse.Namespace) -> dict:

@@ -38,7 +38,7 @@ class SpectralResult:
         labels: cluster of each point, ``(N,)`` int64.
         embedding: ``B`` of eq. 16, the rows ``q_n = [u_n2 … u_n(K+1)]``, shape ``(N, K)``.
         eigenvalues: the ``K + 1`` smallest Laplacian eigenvalues (λ₁ ≤ … ≤ λ_{K+1}).
-        scale: the distance scale used in eq. 17.
+        scale: the distance scale used in eq. 17 (1 for the other similarities).
     """
 
     labels: torch.Tensor
@@ -220,6 +220,87 @@ def similarity_matrix(distances: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.exp(-distances / scale)
 
 
+def euclidean_similarity(points: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, float]:
+    """Eq. 17 on ``(N, D)`` points: ``(S, scale)``; ``scale`` defaults to the median distance."""
+    distances = pairwise_distances(points)
+    if scale is None:
+        n = points.shape[0]
+        off_diagonal = distances[~torch.eye(n, dtype=torch.bool, device=distances.device)]
+        median = float(off_diagonal.median())
+        scale = median if median > 0 else 1.0
+    return similarity_matrix(distances, scale), float(scale)
+
+
+def _standardised(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows centred and scaled to unit norm, and which rows were constant (left at 0)."""
+    centred = points - points.mean(1, keepdim=True)
+    norms = centred.norm(dim=1, keepdim=True)
+    constant = norms.squeeze(1) <= 1e-12 * points.abs().amax(1).clamp_min(1e-30)
+    return torch.where(constant[:, None], torch.zeros_like(centred), centred / norms.clamp_min(1e-300)), constant
+
+
+def correlation_similarity(points: torch.Tensor) -> torch.Tensor:
+    """``S(i, j) = (1 + r_ij) / 2`` with ``r_ij`` the Pearson correlation of maps ``i`` and ``j``.
+
+    A similarity by *shape*: it ignores each map's magnitude and offset, so two maps that fire on
+    the same region are similar however strongly they fire. In ``[0, 1]`` like SSIM (eq. 10).
+    Spatially constant maps (e.g. the all-zero maps after a ReLU) have no shape: they are
+    identical to each other (``S = 1``) and uncorrelated with every other map (``S = 1/2``).
+    """
+    unit, constant = _standardised(points)
+    r = (unit @ unit.T).clamp(-1.0, 1.0)
+    r = torch.where(constant[:, None] & constant[None, :], torch.ones_like(r), r)
+    return (1.0 + r) / 2.0
+
+
+#: SSIM's stabilising constants for data in [0, 1] (Wang et al. 2004): (0.01·L)², (0.03·L)², L = 1.
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
+SSIM_WINDOW = 7
+
+
+def ssim_similarity(maps: torch.Tensor, window: int = SSIM_WINDOW) -> torch.Tensor:
+    """Pairwise mean SSIM of ``(N, h, w)`` maps, each min–max scaled to ``[0, 1]`` first, clamped at 0.
+
+    Eq. 10 with the structural similarity index (Wang et al. 2004) as the paper suggests: for every
+    ``window × window`` patch lying wholly inside the map (a 7×7 map is one patch),
+    ``SSIM = (2μ_iμ_j + C1)(2σ_ij + C2) / ((μ_i² + μ_j² + C1)(σ_i² + σ_j² + C2))`` with sample
+    (co)variances, averaged over the patches: the same figure as
+    ``skimage.metrics.structural_similarity(x, y, win_size=window, data_range=1)``. Scaling each
+    map to ``[0, 1]`` first makes SSIM compare where maps fire, not how strongly. The window
+    shrinks to the largest odd size that fits smaller maps. Negative SSIM (anti-correlated
+    structure) counts as no similarity (0), so ``S ∈ [0, 1]`` as eq. 11 assumes.
+    """
+    n, height, width = maps.shape
+    window = min(window, height, width)
+    window -= 1 - window % 2  # odd
+    if window < 1:
+        raise ValueError("SSIM needs maps of at least 1×1 pixel.")
+    flat = maps.flatten(1)
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    span = high - low
+    scaled = torch.where(span > 0, (flat - low) / span.clamp_min(1e-300), torch.zeros_like(flat)).view(n, height, width)
+    patches = scaled[:, None].unfold(2, window, 1).unfold(3, window, 1).reshape(n, -1, window * window)  # (N, P, W²)
+    size = window * window
+    correction = size / (size - 1) if size > 1 else 1.0  # sample (co)variances, as skimage
+    means = patches.mean(2)  # (N, P)
+    variances = (patches.square().mean(2) - means.square()) * correction
+    total = torch.zeros(n, n, dtype=maps.dtype, device=maps.device)
+    step = max(1, 20_000_000 // max(1, n * n))
+    for start in range(0, patches.shape[1], step):
+        part = slice(start, start + step)
+        mu, var = means[:, part].T, variances[:, part].T  # (p, N)
+        cross = torch.einsum("ipk,jpk->pij", patches[:, part], patches[:, part]) / size
+        covariance = (cross - mu[:, :, None] * mu[:, None, :]) * correction
+        numerator = (2 * mu[:, :, None] * mu[:, None, :] + SSIM_C1) * (2 * covariance + SSIM_C2)
+        denominator = (mu[:, :, None].square() + mu[:, None, :].square() + SSIM_C1) * (var[:, :, None] + var[:, None, :] + SSIM_C2)
+        total += (numerator / denominator).sum(0)
+    return (total / patches.shape[1]).clamp(0.0, 1.0)
+
+
+Similarity = Literal["euclidean", "ssim", "correlation"]
+SIMILARITIES = ("euclidean", "ssim", "correlation")
+
+
 def adjacency_matrix(similarity: torch.Tensor, *, sigma: float, theta: float) -> torch.Tensor:
     """Eq. 11: ``A(i, j) = exp(−(1 − S(i, j)) / σ)`` where ``S(i, j) > θ``, else 0; no self-loops."""
     if sigma <= 0:
@@ -264,27 +345,46 @@ def spectral_clustering(
     sigma: float = 0.2,
     theta: float = 0.0,
     laplacian: Literal["normalized", "unnormalized"] = "normalized",
+    similarity: Similarity = "euclidean",
+    normalize_rows: bool = False,
+    map_shape: tuple[int, int] | None = None,
     scale: float | None = None,
     seed: int = 0,
     n_init: int = 4,
 ) -> SpectralResult:
-    """Spectral clustering of feature maps exactly as the paper's eqs. 10–17.
+    """Spectral clustering of feature maps following the paper's eqs. 10–17.
 
-    1. distances ``d(i, j) = ‖F_i − F_j‖`` and similarity ``S = exp(−d / scale)`` (eq. 17);
+    1. the similarity ``S`` (eq. 10): ``"euclidean"``, eq. 17's ``exp(−‖F_i − F_j‖ / scale)``;
+       ``"ssim"``, the structural similarity the paper names under eq. 10
+       (:func:`ssim_similarity`); or ``"correlation"``, ``(1 + r_ij) / 2`` with the Pearson
+       correlation of the two maps (:func:`correlation_similarity`);
     2. adjacency ``A`` with threshold θ and σ (eq. 11);
     3. Laplacian ``L = D − A`` (eq. 13) or its normalised form ``L_N`` (eq. 14);
-    4. the ``K`` smoothest non-trivial eigenvectors as the rows ``q_n`` of ``B`` (eqs. 15–16);
+    4. the ``K`` smoothest non-trivial eigenvectors ``u_2 … u_{K+1}`` as the rows ``q_n`` of ``B``
+       (eqs. 15–16), with ``normalize_rows`` each row scaled to unit length first (the
+       normalised spectral clustering of Ng, Jordan & Weiss, 2001);
     5. K-means of the rows ``q_n`` into ``Q`` clusters.
+
+    **Why the similarity matters.** Eq. 17 compares maps by Euclidean distance, which on a real
+    layer is dominated by how *strongly* a map fires: the graph's smoothest eigenvectors then sort
+    the maps by magnitude (strong, weak, silent) and each cluster mixes every region of the image,
+    so base and scissors stop following the target class. ``"ssim"`` and ``"correlation"``
+    compare maps by *where* they fire (both are blind to a map's scale), which is what a
+    cognition-base and -scissors need.
 
     Args:
         n_eigenvectors: ``K``; default ``Q − 1`` (for ``Q = 2`` the Fiedler vector alone).
         sigma: σ of eq. 11. Smaller σ sharpens the contrast between near and far maps.
         theta: θ of eq. 11, in ``[0, 1)``; pairs with ``S ≤ θ`` get no edge.
         laplacian: ``"normalized"`` (eq. 14, default) or ``"unnormalized"`` (eq. 13).
+        similarity: ``"euclidean"`` (eq. 17), ``"ssim"`` or ``"correlation"``.
+        normalize_rows: scale the rows of ``B`` to unit length before K-means.
+        map_shape: ``(h, w)`` of each map (the points are the flattened maps); needed by
+            ``"ssim"``, which compares local patches.
         scale: distance scale of eq. 17; default the median pairwise distance (1 if that is 0).
 
     Raises:
-        ValueError: bad ``Q``/``K``/σ/θ, NaN/inf points, or fewer than ``Q`` distinct points.
+        ValueError: bad ``Q``/``K``/σ/θ/similarity, NaN/inf points, or fewer than ``Q`` distinct points.
     """
     points = _check_points(points, q)
     n = points.shape[0]
@@ -295,19 +395,28 @@ def spectral_clustering(
         raise ValueError(f"θ must be in [0, 1); got {theta}.")
     if laplacian not in ("normalized", "unnormalized"):
         raise ValueError(f"laplacian must be 'normalized' or 'unnormalized'; got {laplacian!r}.")
-    distances = pairwise_distances(points.to(_wide_dtype(points.device)))
-    if scale is None:
-        off_diagonal = distances[~torch.eye(n, dtype=torch.bool, device=distances.device)]
-        median = float(off_diagonal.median())
-        scale = median if median > 0 else 1.0
-    adjacency = adjacency_matrix(similarity_matrix(distances, scale), sigma=sigma, theta=theta)
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}; got {similarity!r}.")
+    wide = points.to(_wide_dtype(points.device))
+    used_scale = 1.0
+    if similarity == "euclidean":
+        similarities, used_scale = euclidean_similarity(wide, scale)
+    elif similarity == "correlation":
+        similarities = correlation_similarity(wide)
+    else:
+        if map_shape is None or map_shape[0] * map_shape[1] != points.shape[1]:
+            raise ValueError(f"SSIM needs map_shape=(h, w) with h·w = {points.shape[1]}; got {map_shape}.")
+        similarities = ssim_similarity(wide.view(n, *map_shape))
+    adjacency = adjacency_matrix(similarities, sigma=sigma, theta=theta)
     lap = graph_laplacian(adjacency, normalized=laplacian == "normalized")
     eigenvalues, embedding = spectral_embedding(lap, k)
+    if normalize_rows:
+        embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
     embedding = embedding.to(points.dtype)
     # Rows of B may coincide (e.g. vertices of a disconnected component): cluster on the distinct
     # rows' geometry but never ask for more clusters than there are distinct rows.
     labels = _cluster_rows(embedding, points, q, seed=seed, n_init=n_init)
-    return SpectralResult(labels, embedding, eigenvalues.to(points.dtype), float(scale))
+    return SpectralResult(labels, embedding, eigenvalues.to(points.dtype), float(used_scale))
 
 
 def _cluster_rows(embedding: torch.Tensor, points: torch.Tensor, q: int, *, seed: int, n_init: int) -> torch.Tensor:
@@ -319,3 +428,29 @@ def _cluster_rows(embedding: torch.Tensor, points: torch.Tensor, q: int, *, seed
     spread = points.std().clamp_min(1e-12)
     augmented = torch.cat([embedding, 1e-3 * points / spread], dim=1)
     return kmeans(augmented, q, seed=seed, n_init=n_init).labels
+
+
+QUALITY_CRITERIA = ("silhouette", "calinski_harabasz")
+
+
+def cluster_quality(points: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """How well ``labels`` separate ``points`` (scikit-learn's ``sklearn.metrics``).
+
+    - ``silhouette`` in ``[−1, 1]``: mean over points of ``(b − a) / max(a, b)``, ``a`` the mean
+      distance to the own cluster, ``b`` to the nearest other cluster (higher: better separated);
+    - ``calinski_harabasz`` ≥ 0: between-cluster over within-cluster dispersion, each divided by
+      its degrees of freedom (higher: better separated).
+
+    The paper leaves ``Q`` to the user; these scores, computed for ``Q = 2…8`` on one image's
+    feature maps (each map a point, as clustered), are what the CLI summary and the app's Q sweep
+    show. Whether they pick a *good* ``Q`` for the heatmap is measured in ``docs/benchmarks.md``.
+    Both are ``nan`` when there is a single cluster or every point is its own cluster.
+    """
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+
+    x = points.detach().flatten(1).double().cpu().numpy()
+    y = labels.detach().cpu().numpy()
+    clusters = len(set(y.tolist()))
+    if not 2 <= clusters <= len(y) - 1:
+        return {"silhouette": float("nan"), "calinski_harabasz": float("nan")}
+    return {"silhouette": float(silhouette_score(x, y)), "calinski_harabasz": float(calinski_harabasz_score(x, y))}

@@ -13,18 +13,14 @@ import pytest
 from PIL import Image
 
 from clustercam import METHODS
-from clustercam.bench import (
-    add_bench_arguments,
-    choose_pairs,
-    parse_option,
-    read_labels,
-    run_bench_command,
-    run_benchmark,
-)
+from clustercam.bench.data import draw_pairs, read_labels, split_of
+from clustercam.bench.runner import run_benchmark
+from clustercam.cli import add_bench_arguments, parse_option, run_bench_command
 
 from .conftest import ASSETS
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared/eval/imagenet-samples"
+EVAL = Path(__file__).resolve().parents[2] / "shared/eval"
+SAMPLES = EVAL / "imagenet-samples"
 TABLE1_COLUMNS = ("average_drop", "confidence_drop", "increase", "deletion", "insertion", "pair_share")
 
 
@@ -68,12 +64,13 @@ def test_bench_end_to_end_on_real_photographs(
     args = parser.parse_args([
         str(labelled_photos), "--methods", ",".join(methods), "--limit", "4", "--batch-size", "2", "--pairs", "2",
         "--steps", "8", "--out", str(out), "--no-progress", "--option", "clustercam.q=6", "--device", "cpu",
+        "--split", "all", "--allow-tuning", "--resamples", "500",
     ])
     assert run_bench_command(args) == 0
     printed = capsys.readouterr().out
-    assert "Table 1" in printed
+    assert "Table 1" in printed and "Differences to clustercam" in printed
 
-    for name in ("per_image.csv", "pairs.csv", "results.json", "table1.md", "table2.md", "bench.png"):
+    for name in ("per_image.csv", "pairs.csv", "intervals.csv", "results.json", "table1.md", "table2.md", "bench.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     with Image.open(out / "bench.png") as plot:
         assert plot.format == "PNG" and plot.width > 300
@@ -83,8 +80,9 @@ def test_bench_end_to_end_on_real_photographs(
     settings = results["settings"]
     assert settings["model"] == "efficientnet_lite0" and settings["layer"] == "bn2"
     assert settings["machine"]["device"] == "cpu" and settings["machine"]["torch"]
-    assert settings["images"] == 4 and settings["pairs"] == 2 and settings["methods"] == methods
-    assert settings["method_options"]["clustercam"] == {"q": 6}
+    assert settings["images"] == 4 and settings["methods"] == methods and settings["split"] == "all"
+    assert settings["pairs"] + settings["pairs_same_target"] == 2
+    assert settings["method_options"]["clustercam"] == {"q": 6} and settings["reference"] == "clustercam"
 
     with (out / "per_image.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -106,7 +104,8 @@ def test_bench_end_to_end_on_real_photographs(
             assert float(row["confidence_drop"]) == pytest.approx(100 * (y - o) / y, rel=1e-5, abs=1e-6)
             assert float(row["average_drop"]) == pytest.approx(max(0.0, 100 * (y - o) / y), rel=1e-5, abs=1e-6)
             assert 0 <= float(row["deletion"]) <= 1 and 0 <= float(row["insertion"]) <= 1
-        assert 0 <= summary["pair_share"] <= 1 and summary["pairs"] == 2
+        assert summary["pairs"] == settings["pairs"]
+        assert summary["pair_share"] is None or 0 <= summary["pair_share"] <= 1
         assert summary["seconds_per_image"] > 0
         assert len(results["curves"][method]["fractions"]) == 9
     assert results["summaries"]["clustercam"]["forward_passes"] == 7  # 1 + Q (Table 2: Q = 6)
@@ -118,7 +117,19 @@ def test_bench_end_to_end_on_real_photographs(
         pair_rows = list(csv.DictReader(handle))
     for method in methods:
         shares = [float(row["share"]) for row in pair_rows if row["method"] == method]
-        assert len(shares) == 2 and results["summaries"][method]["pair_share"] == pytest.approx(np.mean(shares))
+        assert len(shares) == settings["pairs"] and results["summaries"][method]["pair_share"] == pytest.approx(np.mean(shares))
+
+    # The intervals: each method minus Cluster-CAM, paired over the same images.
+    if "gradcam" in methods:
+        interval = results["intervals"]["gradcam"]["average_drop"]
+        mine = [float(r["average_drop"]) for r in rows if r["method"] == "gradcam"]
+        theirs = [float(r["average_drop"]) for r in rows if r["method"] == "clustercam"]
+        assert interval["n"] == 4
+        assert interval["estimate"] == pytest.approx(np.mean(mine) - np.mean(theirs))
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+        assert set(results["intervals"]["gradcam"]) >= {"average_drop", "confidence_drop", "increase", "deletion", "insertion"}
+        with (out / "intervals.csv").open() as handle:
+            assert {row["metric"] for row in csv.DictReader(handle)} >= {"average_drop", "insertion"}
 
     table1, table2 = (out / "table1.md").read_text(), (out / "table2.md").read_text()
     for method in methods:
@@ -139,6 +150,11 @@ def write_folder(folder: Path, rows: list[str]) -> Path:
     return folder
 
 
+def run_all(folder: Path, **options):
+    """run_benchmark on every image of a small test folder (whatever part each one is in)."""
+    return run_benchmark(folder, split="all", allow_tuning=True, progress=False, **options)
+
+
 GOOD_ROWS = ["cat.jpg,285,Egyptian cat", "camera.png,759,reflex camera", "small_coffee.png,967,espresso"]
 
 
@@ -156,23 +172,29 @@ GOOD_ROWS = ["cat.jpg,285,Egyptian cat", "camera.png,759,reflex camera", "small_
 def test_a_bad_row_is_a_clear_error(tmp_path: Path, bad_row: str, message: str) -> None:
     folder = write_folder(tmp_path / "data", [GOOD_ROWS[0], bad_row, GOOD_ROWS[2]])
     with pytest.raises(ValueError, match=message):
-        run_benchmark(folder, methods=["clustercam"], device="cpu", progress=False)
+        run_all(folder, methods=["clustercam"], device="cpu")
 
 
 def test_bad_folders_methods_and_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = write_folder(tmp_path / "data", GOOD_ROWS)
     with pytest.raises(ValueError, match=r"has no labels\.csv"):
-        run_benchmark(tmp_path, progress=False)
+        run_all(tmp_path)
     with pytest.raises(ValueError, match="No data folder"):
-        run_benchmark(tmp_path / "nowhere", progress=False)
+        run_all(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="Unknown method 'nosuchcam'"):
-        run_benchmark(folder, methods=["clustercam", "nosuchcam"], progress=False)
+        run_all(folder, methods=["clustercam", "nosuchcam"])
+    with pytest.raises(ValueError, match="Unknown Cluster-CAM preset 'best'"):
+        run_all(folder, methods=["clustercam:best"])
+    with pytest.raises(ValueError, match="Only Cluster-CAM has presets"):
+        run_all(folder, methods=["gradcam:paper"])
     with pytest.raises(ValueError, match="Bad options"):
-        run_benchmark(folder, methods=["clustercam"], method_options={"clustercam": {"colour": 3}}, device="cpu", progress=False)
+        run_all(folder, methods=["clustercam"], method_options={"clustercam": {"colour": 3}}, device="cpu")
     with pytest.raises(ValueError, match="not benchmarked"):
-        run_benchmark(folder, methods=["clustercam"], method_options={"scorecam": {}}, device="cpu", progress=False)
+        run_all(folder, methods=["clustercam"], method_options={"scorecam": {}}, device="cpu")
+    with pytest.raises(ValueError, match="reference method 'gradcam' is not among"):
+        run_all(folder, methods=["clustercam"], reference="gradcam", device="cpu")
     with pytest.raises(ValueError, match="target must be"):
-        run_benchmark(folder, target="random", progress=False)
+        run_all(folder, target="random")
     (tmp_path / "cols").mkdir()
     (tmp_path / "cols" / "labels.csv").write_text("image,label\ncat.jpg,1\n")
     with pytest.raises(ValueError, match="lacks the column"):
@@ -181,30 +203,90 @@ def test_bad_folders_methods_and_options(tmp_path: Path, capsys: pytest.CaptureF
         parse_option("q=6")
     assert parse_option("clustercam.beta=0.5") == ("clustercam", "beta", 0.5)
     assert parse_option("clustercam.clustering=spectral") == ("clustercam", "clustering", "spectral")
+    assert parse_option("clustercam:faithful.q=6") == ("clustercam:faithful", "q", 6)
 
     # Through the command: exit status 2 and the message, no traceback.
     (folder / "labels.csv").write_text("file,class_index\ncat.jpg,oops\n")
-    args = add_bench_arguments(argparse.ArgumentParser()).parse_args([str(folder), "--no-progress", "--out", str(tmp_path / "o")])
+    args = add_bench_arguments(argparse.ArgumentParser()).parse_args(
+        [str(folder), "--no-progress", "--out", str(tmp_path / "o"), "--split", "all", "--allow-tuning"])
     assert run_bench_command(args) == 2
     assert "line 2: class_index 'oops'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_choose_pairs_skips_same_class_neighbours() -> None:
-    assert choose_pairs([1, 2, 3, 4, 5], 5) == [(0, 1), (2, 3)]
-    assert choose_pairs([1, 1, 2, 3, 3], 5) == [(1, 2)]
-    assert choose_pairs([1, 2, 3, 4], 1) == [(0, 1)]
-    assert choose_pairs([7, 7, 7], 3) == []
+def test_pairs_are_disjoint_of_different_labels_and_seeded() -> None:
+    labels = [i % 7 for i in range(60)]
+    pairs = draw_pairs(labels)
+    used = [index for pair in pairs for index in pair]
+    assert len(used) == len(set(used))  # every image in at most one pair
+    assert all(labels[i] != labels[j] for i, j in pairs)
+    assert len(pairs) == 30  # every image can be paired here
+    assert draw_pairs(labels) == pairs  # same seed, same pairs
+    assert draw_pairs(labels, seed=1) != pairs
+    assert draw_pairs(labels, 5) == pairs[:5]
+    assert sorted(i for pair in pairs for i in pair) == list(range(60))
+    assert draw_pairs([7, 7, 7]) == []  # one label: nothing to pair
+    assert draw_pairs([1, 1, 2]) in ([(0, 2)], [(1, 2)], [(2, 0)], [(2, 1)])
+    with pytest.raises(ValueError, match="not be negative"):
+        draw_pairs(labels, -1)
+
+
+def test_the_split_is_half_and_half_and_depends_on_the_name_only(tmp_path: Path) -> None:
+    names = [f"photo_{i:05d}.jpg" for i in range(4000)]
+    tuning = sum(split_of(name) == "tuning" for name in names)
+    assert 0.47 < tuning / len(names) < 0.53
+    assert all(split_of(f"some/folder/{name}") == split_of(name) for name in names[:50])
+    folder = write_folder(tmp_path / "data", GOOD_ROWS)
+    every = read_labels(folder)
+    parts = {part: read_labels(folder, split=part) for part in ("tuning", "reporting") if any(s.split == part for s in every)}
+    assert sorted(s.file for part in parts.values() for s in part) == sorted(s.file for s in every)
+    for part, samples in parts.items():
+        assert all(sample.split == part == split_of(sample.file) for sample in samples)
+    with pytest.raises(ValueError, match="split must be one of"):
+        read_labels(folder, split="test")
+
+
+@pytest.mark.skipif(not (EVAL / "ilsvrc-val-650" / "labels.csv").is_file(), reason="the evaluation folders are not here")
+def test_the_split_of_the_evaluation_folders_is_the_documented_one() -> None:
+    """docs/protocol.md: 273/227 and 335/315 photographs in the tuning/reporting parts."""
+    for folder, tuning, reporting in (("imagenet-samples", 273, 227), ("ilsvrc-val-650", 335, 315)):
+        assert len(read_labels(EVAL / folder, split="tuning")) == tuning
+        assert len(read_labels(EVAL / folder, split="reporting")) == reporting
+    both = read_labels([EVAL / "imagenet-samples", EVAL / "ilsvrc-val-650"], split="reporting")
+    assert len(both) == 542 and {s.split for s in both} == {"reporting"}
+
+
+def test_two_folders_and_a_file_listed_twice(tmp_path: Path) -> None:
+    first = write_folder(tmp_path / "a", GOOD_ROWS)
+    second = write_folder(tmp_path / "b", GOOD_ROWS[:1])
+    with pytest.raises(ValueError, match=r"'cat\.jpg' is listed twice"):
+        read_labels([first, second])
+    (second / "camera.png").rename(second / "camera2.png")
+    (second / "labels.csv").write_text("file,class_index\ncamera2.png,759\n")
+    assert [s.file for s in read_labels([first, second])] == ["cat.jpg", "camera.png", "small_coffee.png", "camera2.png"]
+
+
+def test_bench_refuses_the_tuning_part_unless_told(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = write_folder(tmp_path / "data", GOOD_ROWS)
+    for split in ("tuning", "all"):
+        with pytest.raises(ValueError, match="--allow-tuning"):
+            run_benchmark(folder, split=split, progress=False)
+        args = add_bench_arguments(argparse.ArgumentParser()).parse_args(
+            [str(folder), "--split", split, "--no-progress", "--out", str(tmp_path / "o")])
+        assert run_bench_command(args) == 2
+        assert "not evidence" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # cat.jpg, camera.png and small_coffee.png all hash into the tuning part: nothing to report on.
+    assert {s.split for s in read_labels(folder)} == {"tuning"}
+    with pytest.raises(ValueError, match="No images in the reporting part"):
+        run_benchmark(folder, progress=False)
 
 
 @pytest.mark.slow
 def test_bench_on_own_folder_with_labels_and_no_curves(tmp_path: Path) -> None:
     """Grayscale and tiny images load like uploads; target=label; --steps 0 leaves the curves out."""
     folder = write_folder(tmp_path / "data", GOOD_ROWS)
-    report = run_benchmark(
-        folder, methods=["clustercam"], target="label", pairs=1, n_steps=0, batch_size=3,
-        device="cpu", progress=False, out=tmp_path / "out",
-    )
+    report = run_all(folder, methods=["clustercam"], target="label", pairs=1, n_steps=0, batch_size=3, device="cpu", out=tmp_path / "out")
     assert [row["target"] for row in report.rows] == [285, 759, 967]
     assert all(row["deletion"] is None for row in report.rows)
     summary = report.summaries["clustercam"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import pytest
 import torch
@@ -11,7 +10,8 @@ import torch
 import clustercam
 from clustercam.hooks import hook_count
 from clustercam.maps import minmax, upsample
-from clustercam.methods.cluster import cognition_heatmaps
+from clustercam.methods.cluster import PRESETS, ClusterCAM
+from clustercam.methods.cognition import cognition_heatmaps
 
 from .conftest import left_share
 
@@ -31,10 +31,14 @@ def counted_images(model: torch.nn.Module):
         handle.remove()
 
 
+#: Eq. 22 with both maps divided by their maximum, negative parts cut (independent of the defaults).
+EQ22_MAX = {"normalization": "max", "output": "relu", "combination": "difference"}
+
+
 @pytest.fixture(scope="module")
 def chelsea_result(spec, chelsea):
     x = spec.preprocess(chelsea)
-    return x, clustercam.ClusterCAM(spec, q=6, beta=0.5)(x)
+    return x, clustercam.ClusterCAM(spec, q=6, beta=0.5, **EQ22_MAX)(x)
 
 
 def test_result_has_every_intermediate_with_the_right_shapes(spec, chelsea_result):
@@ -96,8 +100,62 @@ def test_other_normalisations_of_eq_22(chelsea_result, normalization):
         base, scissors = base_and_scissors_maps(one, x)
     combined = 0.5 * base - 0.5 * scissors
     expected = combined.clamp_min(0) / combined.clamp_min(0).max()
-    changed = dataclasses.replace(result, normalization=normalization).reweight(0.5)
+    changed = result.recombine(normalization=normalization)
+    assert changed.normalization == normalization and changed.beta == 0.5
     assert torch.allclose(changed.heatmaps[0], expected, atol=1e-6)
+
+
+def normalised_by_max(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    raw = upsample(maps, tuple(x.shape[-2:]))
+    return raw / raw.abs().amax(dim=(-2, -1), keepdim=True)
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.8])
+def test_the_combinations_beyond_eq_22_by_hand(chelsea_result, beta):
+    """weighted, multibase and gated, recomputed from the cluster maps and scores by hand."""
+    x, result = chelsea_result
+    one = result[0]
+    maps = normalised_by_max(one.cluster_maps, x)
+    scores = one.scores.double()
+    scissors = maps[one.scissors_index]
+    weighted = (scores[:, None, None] * maps).sum(0) / scores.sum()
+    above = [q for q in range(6) if (scores[q] >= scores.quantile(0.5) or q == one.base_index) and q != one.scissors_index]
+    multibase = maps[above].mean(0)
+    expected = {
+        "weighted": beta * weighted - (1 - beta) * scissors,
+        "multibase": beta * multibase - (1 - beta) * scissors,
+        "gated": maps[one.base_index] * (1 - (1 - beta) * scissors.clamp(0, 1)),
+    }
+    for combination, combined in expected.items():
+        relu = combined.double().clamp_min(0)
+        heatmap = result.recombine(combination=combination, beta=beta).heatmaps[0]
+        assert torch.allclose(heatmap.double(), relu / relu.max(), atol=1e-5), combination
+    assert len(above) == 3  # Q = 6: the three clusters at or above the median score
+    # β = 1 leaves the base term alone in every combination
+    assert torch.allclose(result.recombine(combination="gated", beta=1.0).heatmaps, result.reweight(1.0).heatmaps)
+
+
+def test_presets_and_their_overrides(spec, chelsea):
+    paper = ClusterCAM(spec, preset="paper")
+    for key in ("q", "beta", "normalization", "output", "combination", "clustering"):
+        assert getattr(paper, key) == PRESETS["paper"][key]
+    assert paper.normalization == "none" and paper.combination == "difference" and paper.preset == "paper"
+    override = ClusterCAM(spec, preset="paper", q=4, beta=0.3)
+    assert (override.q, override.beta, override.normalization) == (4, 0.3, "none")
+    default = ClusterCAM(spec)
+    assert default.preset == clustercam.DEFAULT_PRESET
+    for key, value in PRESETS[clustercam.DEFAULT_PRESET].items():
+        expected = value if key not in ("similarity", "normalize_rows", "n_eigenvectors") else None
+        if expected is not None:
+            assert getattr(default, key) == expected, key
+    with pytest.raises(ValueError, match="Unknown preset 'best'"):
+        ClusterCAM(spec, preset="best")
+    x = spec.preprocess(chelsea.resize((160, 160)))
+    literal = paper(x)[0]
+    # eq. 22 as printed: raw cluster means, then min–max scaled
+    base, scissors = (upsample(literal.cluster_maps[i], tuple(x.shape[-2:])) for i in (literal.base_index, literal.scissors_index))
+    combined = paper.beta * base - (1 - paper.beta) * scissors
+    assert torch.allclose(literal.heatmap, (combined - combined.min()) / (combined.max() - combined.min()), atol=1e-5)
 
 
 def test_network_work_is_one_plus_q_passes_and_reweighting_is_free(spec, chelsea_result):
@@ -110,10 +168,10 @@ def test_network_work_is_one_plus_q_passes_and_reweighting_is_free(spec, chelsea
         reweighted = result.reweight(0.9)
         retargeted = result.retarget(spec.class_index("tabby"))
     assert seen["images"] == 0
-    again = clustercam.ClusterCAM(spec, q=6, beta=0.9)(x)
+    again = clustercam.ClusterCAM(spec, q=6, beta=0.9, **EQ22_MAX)(x)
     assert torch.allclose(reweighted.heatmaps, again.heatmaps, atol=1e-6)
     assert not torch.allclose(reweighted.heatmaps, result.heatmaps)
-    tabby = clustercam.ClusterCAM(spec, q=6, beta=0.5)(x, spec.class_index("tabby"))
+    tabby = clustercam.ClusterCAM(spec, q=6, beta=0.5, **EQ22_MAX)(x, spec.class_index("tabby"))
     assert torch.allclose(retargeted.scores, tabby.scores, atol=1e-6)
     assert torch.equal(retargeted.base_index, tabby.base_index)
     assert torch.allclose(retargeted.heatmaps, tabby.heatmaps, atol=1e-6)
@@ -141,7 +199,7 @@ def test_same_seed_same_explanation(spec, chelsea, clustering):
 def test_two_objects_base_and_scissors_follow_the_target(spec, cat_and_coffee):
     """The paper's Fig. 3 claim, measured: the heatmap moves to whichever object is asked for."""
     x = spec.preprocess(cat_and_coffee)
-    cam = clustercam.ClusterCAM(spec, q=6, beta=0.5)
+    cam = clustercam.ClusterCAM(spec, q=6, beta=0.5, **EQ22_MAX)
     cat = cam(x, spec.class_index("Egyptian cat"))
     cup = cam(x, spec.class_index("espresso"))
     assert left_share(cat.heatmaps[0]) >= 0.8
@@ -152,11 +210,14 @@ def test_two_objects_base_and_scissors_follow_the_target(spec, cat_and_coffee):
     assert torch.allclose(cat.retarget(spec.class_index("espresso")).heatmaps, cup.heatmaps, atol=1e-6)
 
 
-def test_all_equal_scores_fall_back_to_the_base_map():
+@pytest.mark.parametrize("combination", ["difference", "multibase", "gated"])
+def test_all_equal_scores_fall_back_to_the_base_map(combination):
     masks = torch.rand(1, 3, 8, 8)
-    index = torch.tensor([1])
-    heatmap = cognition_heatmaps(masks, masks, index, index, beta=0.2)
-    assert torch.allclose(heatmap[0], masks[0, 1] / masks[0, 1].max())
+    scores = torch.full((1, 3), 0.25)  # argmax = argmin = cluster 0
+    heatmap = cognition_heatmaps(masks, masks, scores, beta=0.2, combination=combination)
+    if combination != "multibase":
+        assert torch.allclose(heatmap[0], masks[0, 0] / masks[0, 0].max())
+    assert torch.isfinite(heatmap).all() and heatmap.max() == pytest.approx(1.0)
 
 
 def test_beta_zero_gives_an_all_zero_map_not_nan(chelsea_result):
@@ -174,6 +235,8 @@ def test_beta_zero_gives_an_all_zero_map_not_nan(chelsea_result):
         ({"beta": -0.1}, "β must be between 0 and 1"),
         ({"clustering": "dbscan"}, "clustering must be"),
         ({"normalization": "zscore"}, "normalization must be"),
+        ({"combination": "sum"}, "combination must be"),
+        ({"output": "sigmoid"}, "output must be"),
     ],
 )
 def test_bad_parameters_are_refused(spec, options, message):
@@ -219,3 +282,14 @@ def test_nan_activations_are_a_clear_error():
     x[0, 0, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite"):
         clustercam.ClusterCAM(model, "0", q=2)(x)
+
+
+def test_multibase_takes_every_cluster_at_or_above_the_median_score():
+    """Q = 3, scores 0.5, 0.3, 0.1: the bases are clusters 0 and 1 (the median one included)."""
+    maps = torch.zeros(1, 3, 4, 4)
+    maps[0, 0, 0, 0] = 1.0  # base
+    maps[0, 1, 3, 3] = 1.0  # the median cluster
+    maps[0, 2, 0, 3] = 1.0  # scissors
+    heatmap = cognition_heatmaps(maps, maps, torch.tensor([[0.5, 0.3, 0.1]]), beta=0.9, combination="multibase")[0]
+    assert heatmap[0, 0] == pytest.approx(1.0) and heatmap[3, 3] == pytest.approx(1.0)
+    assert heatmap[0, 3] == 0 and heatmap.sum() == pytest.approx(2.0)

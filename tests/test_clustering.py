@@ -9,11 +9,13 @@ import torch
 
 from clustercam.clustering import (
     adjacency_matrix,
+    correlation_similarity,
     graph_laplacian,
     kmeans,
     similarity_matrix,
     spectral_clustering,
     spectral_embedding,
+    ssim_similarity,
 )
 
 
@@ -146,3 +148,139 @@ def test_labels_match_the_reported_centroids():
     result = kmeans(points, 5, max_iter=2)  # stopped early: still consistent and non-empty
     means = torch.stack([points[result.labels == q].mean(0) for q in range(5)])
     assert torch.allclose(means, result.centroids, atol=1e-4)
+
+
+def planted_two_block_adjacency(sizes=(18, 22), inside=0.9, across=0.08, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A weighted graph with two planted blocks: dense inside each block, sparse across."""
+    generator = torch.Generator().manual_seed(seed)
+    truth = torch.cat([torch.full((n,), b) for b, n in enumerate(sizes)])
+    same = truth[:, None] == truth[None, :]
+    probability = torch.where(same, torch.tensor(inside), torch.tensor(across))
+    upper = (torch.rand(len(truth), len(truth), generator=generator) < probability).double().triu(1)
+    weights = upper * (0.5 + torch.rand(len(truth), len(truth), generator=generator, dtype=torch.float64)).triu(1)
+    return weights + weights.T, truth
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_a_planted_two_block_graph_splits_into_its_blocks(normalized):
+    """Eqs. 13–16: the Fiedler vector u_2 alone separates the two blocks by its sign."""
+    adjacency, truth = planted_two_block_adjacency()
+    values, embedding = spectral_embedding(graph_laplacian(adjacency, normalized=normalized), 1)
+    sign = embedding[:, 0] > 0
+    assert same_partition(sign.long(), truth)
+    assert values[0] == pytest.approx(0.0, abs=1e-9) and values[1] > 1e-3
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_the_embedding_is_u2_to_uK1_orthogonal_to_the_trivial_eigenvector(normalized):
+    """B = [u_2 … u_{K+1}] (eq. 16): eigenvectors of L for λ_2…λ_{K+1}, orthogonal to u_1.
+
+    u_1 is the constant vector for L = D − A and D^{1/2}·1 for L_N (eq. 14).
+    """
+    adjacency, _ = planted_two_block_adjacency(sizes=(10, 12, 14), seed=2)
+    laplacian = graph_laplacian(adjacency, normalized=normalized)
+    k = 3
+    values, embedding = spectral_embedding(laplacian, k)
+    degree = adjacency.sum(1)
+    trivial = degree.sqrt() if normalized else torch.ones_like(degree)
+    trivial = trivial / trivial.norm()
+    assert torch.allclose(laplacian @ trivial, torch.zeros_like(trivial), atol=1e-9)  # u_1, λ_1 = 0
+    assert torch.allclose(embedding.T @ trivial, torch.zeros(k, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(laplacian @ embedding, embedding * values[1:], atol=1e-9)  # eigenpairs 2…K+1
+    assert torch.allclose(embedding.T @ embedding, torch.eye(k, dtype=torch.float64), atol=1e-9)
+    assert torch.all(values[1:] > 1e-6)  # none of them is the trivial one
+    everything = torch.linalg.eigvalsh((laplacian + laplacian.T) / 2)
+    assert torch.allclose(values, everything[: k + 1], atol=1e-9)  # the smoothest ones
+
+
+def bump_maps(count: int, column: float, generator: torch.Generator) -> torch.Tensor:
+    """7×7 maps with a bump around ``column``, amplitudes spread over two decades (0.1–10)."""
+    rows, cols = torch.meshgrid(torch.arange(7.0), torch.arange(7.0), indexing="ij")
+    maps = []
+    for _ in range(count):
+        amplitude = float(10 ** (2 * torch.rand(1, generator=generator) - 1))
+        centre_col = column + 0.5 * float(torch.randn(1, generator=generator))
+        centre_row = 3 + float(torch.randn(1, generator=generator))
+        bump = torch.exp(-((cols - centre_col) ** 2 + (rows - centre_row) ** 2) / 2)
+        maps.append(amplitude * (bump + 0.02 * torch.rand(7, 7, generator=generator)))
+    return torch.stack(maps)
+
+
+def test_maps_are_grouped_by_where_they_fire_with_ssim_or_correlation():
+    """Why eq. 17 fails on real layers: Euclidean distance groups maps by *how strongly* they fire.
+
+    Two planted groups fire on the left and on the right half, with amplitudes that vary a
+    hundredfold inside each group. SSIM and correlation (shape) recover the groups; the
+    Euclidean similarity of eq. 17, like K-means, sorts by amplitude instead.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.cat([bump_maps(30, 1.5, generator), bump_maps(30, 5.5, generator)])
+    truth = torch.arange(2).repeat_interleave(30)
+    points = maps.flatten(1)
+    for similarity in ("ssim", "correlation"):
+        for rows in (False, True):
+            labels = spectral_clustering(points, 2, similarity=similarity, normalize_rows=rows, map_shape=(7, 7)).labels
+            assert same_partition(labels, truth), (similarity, rows)
+    euclidean = spectral_clustering(points, 2, similarity="euclidean").labels
+    assert adjusted_rand_score(truth.numpy(), euclidean.numpy()) < 0.3
+
+
+@pytest.mark.parametrize("size", [7, 14, 5])
+def test_ssim_equals_scikit_image(size):
+    from skimage.metrics import structural_similarity
+
+    generator = torch.Generator().manual_seed(size)
+    maps = torch.rand(6, size, size, generator=generator, dtype=torch.float64) ** 2
+    maps[3] = maps[0] * 40 + 2  # same structure at another scale and offset: identical after scaling
+    ours = ssim_similarity(maps)
+    window = min(7, size) - (1 - min(7, size) % 2)
+    for i in range(6):
+        for j in range(6):
+            x, y = (m.numpy() for m in minmax_rows(maps[[i, j]]))
+            expected = max(0.0, structural_similarity(x, y, win_size=window, data_range=1.0))
+            assert float(ours[i, j]) == pytest.approx(expected, abs=1e-9), (i, j)
+    assert float(ours[0, 3]) == pytest.approx(1.0)
+
+
+def minmax_rows(maps: torch.Tensor) -> torch.Tensor:
+    flat = maps.flatten(1)
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    return ((flat - low) / (high - low)).view_as(maps)
+
+
+def test_correlation_similarity_is_pearson_and_treats_constant_maps_alike():
+    generator = torch.Generator().manual_seed(1)
+    points = torch.rand(5, 49, generator=generator, dtype=torch.float64)
+    points[2] = -3 * points[0] + 1  # perfectly anti-correlated
+    points[3] = 0.0
+    points[4] = 2.5  # another constant map
+    similarity = correlation_similarity(points)
+    expected = (1 + torch.corrcoef(points[:3])) / 2
+    assert torch.allclose(similarity[:3, :3], expected, atol=1e-12)
+    assert float(similarity[0, 2]) == pytest.approx(0.0, abs=1e-12)
+    assert float(similarity[3, 4]) == 1.0 and float(similarity[0, 3]) == 0.5
+
+
+def test_spectral_similarity_checks():
+    points, _ = planted()
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        spectral_clustering(points, 3, similarity="cosine")
+    with pytest.raises(ValueError, match="map_shape"):
+        spectral_clustering(points, 3, similarity="ssim")
+
+
+def test_kmeans_on_real_feature_maps_is_as_good_as_scikit_learn(spec, chelsea):
+    """Inertia on the 1280 bn2 maps of a real photograph within 2 % of scikit-learn's K-means."""
+    from sklearn.cluster import KMeans
+
+    from clustercam.hooks import LayerCapture
+
+    with LayerCapture(spec.model, "bn2") as capture, torch.inference_mode():
+        spec.model(spec.preprocess(chelsea))
+        points = capture.activations[0].flatten(1).float()
+    for q in (3, 6):
+        ours = kmeans(points, q)
+        theirs = KMeans(q, n_init=4, random_state=0).fit(points.double().numpy())
+        assert ours.inertia <= theirs.inertia_ * 1.02, q

@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from clustercam.clustering import kmeans, spectral_clustering
 from clustercam.maps import minmax, relu_max, upsample
-from clustercam.methods.cluster import cognition_heatmaps
+from clustercam.methods.cognition import COMBINATIONS, cognition_heatmaps
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 special = st.sampled_from([0.0, 1.0, -1.0, 1e30, -1e30, math.nan, math.inf, -math.inf, 1e-30])
@@ -72,17 +72,15 @@ def test_normalisations_are_finite_in_the_unit_interval_or_refuse_nan(maps):
 @given(
     maps=arrays(np.float32, (1, 4, 3, 3), elements=st.floats(-5, 5, width=32)),
     beta=st.floats(0, 1),
-    base=st.integers(0, 3),
-    scissors=st.integers(0, 3),
+    scores=arrays(np.float32, (1, 4), elements=st.floats(0, 1, width=32)),
     normalization=st.sampled_from(["minmax", "max", "none"]),
     output=st.sampled_from(["relu", "minmax"]),
+    combination=st.sampled_from(COMBINATIONS),
 )
-def test_cognition_heatmaps_are_finite_in_the_unit_interval(maps, beta, base, scissors, normalization, output):
+def test_cognition_heatmaps_are_finite_in_the_unit_interval(maps, beta, scores, normalization, output, combination):
     cluster_maps = torch.from_numpy(maps)
     masks = minmax(upsample(cluster_maps, (12, 12)))
-    heatmap = cognition_heatmaps(
-        masks, cluster_maps, torch.tensor([base]), torch.tensor([scissors]), beta, normalization, output
-    )
+    heatmap = cognition_heatmaps(masks, cluster_maps, torch.from_numpy(scores), beta, normalization, output, combination)
     assert heatmap.shape == (1, 12, 12)
     assert torch.isfinite(heatmap).all() and heatmap.min() >= 0 and heatmap.max() <= 1 + 1e-6
 
@@ -91,9 +89,9 @@ def test_cognition_heatmaps_are_finite_in_the_unit_interval(maps, beta, base, sc
 @SETTINGS
 def test_beta_outside_the_unit_interval_is_refused(beta):
     masks = torch.rand(1, 2, 4, 4)
-    index = torch.tensor([0])
+    scores = torch.tensor([[0.7, 0.1]])
     if 0 <= beta <= 1:
-        assert torch.isfinite(cognition_heatmaps(masks, masks, index, index + 1, beta)).all()
+        assert torch.isfinite(cognition_heatmaps(masks, masks, scores, beta)).all()
     else:
         with pytest.raises(ValueError, match="β must be between 0 and 1"):
-            cognition_heatmaps(masks, masks, index, index + 1, beta)
+            cognition_heatmaps(masks, masks, scores, beta)

@@ -7,7 +7,9 @@ Files written by :func:`write_report` into the output folder:
 - ``results.json``: the settings (model, layer, device, torch version, machine), every summary
   figure, the mean deletion/insertion curves and the per-image and per-pair rows;
 - ``table1.md``: average drop ↓, confidence drop (eq. 23) ↓, increase ↑, deletion ↓,
-  insertion ↑, pair share ↑ per method (cf. the paper's Table 1);
+  insertion ↑, pair share ↑ per method (cf. the paper's Table 1), then each method's difference
+  to the reference method with its paired bootstrap 95 % interval and ``n``;
+- ``intervals.csv``: those differences, one row per method × metric;
 - ``table2.md``: median seconds per image, forward and backward passes per image (cf. Table 2);
 - ``bench.png``: average drop against seconds per image (log scale), one point per method, and
   the mean deletion/insertion curves.
@@ -27,7 +29,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .metrics import MethodMetrics
+from ..metrics import MethodMetrics
+from ..stats import Interval
 
 #: (field, heading, lower is better, number format) of Table 1.
 TABLE1 = (
@@ -72,6 +75,8 @@ class BenchmarkReport:
         pair_rows: one dict per pair × method.
         summaries: method → :class:`~clustercam.metrics.MethodMetrics`.
         curves: method → ``{"fractions", "deletion", "insertion"}`` mean curves.
+        intervals: method → metric → :class:`~clustercam.stats.Interval` of the method's
+            difference to ``settings["reference"]``.
     """
 
     settings: dict
@@ -79,6 +84,7 @@ class BenchmarkReport:
     pair_rows: list[dict] = field(default_factory=list)
     summaries: dict[str, MethodMetrics] = field(default_factory=dict)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
 
     def write(self, out: str | os.PathLike) -> dict[str, Path]:
         """Write every file into ``out`` (see :func:`write_report`)."""
@@ -113,14 +119,49 @@ def markdown_table(report: BenchmarkReport, columns: tuple, title: str) -> str:
             text = "—" if value is None else form.format(value)
             cells.append(f"**{text}**" if key in best and value == best[key] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return f"# {title}\n\n{caption(report)}\n\n" + "\n".join(lines) + "\n"
+
+
+def caption(report: BenchmarkReport) -> str:
     settings = report.settings
     machine = settings.get("machine", {})
-    caption = (
-        f"{settings.get('images')} images from {settings.get('data_dir')}, model {settings.get('model')}, "
+    folders = ", ".join(Path(folder).name for folder in settings.get("data_dirs", ()))
+    return (
+        f"{settings.get('images')} images ({settings.get('split')} part of {folders}), model {settings.get('model')}, "
         f"layer {settings.get('layer')}, target: {settings.get('target')} class, device {machine.get('device')} "
         f"(torch {machine.get('torch')})."
     )
-    return f"# {title}\n\n{caption}\n\n" + "\n".join(lines) + "\n"
+
+
+def differences_table(report: BenchmarkReport) -> str:
+    """Each method minus the reference: ``Δ [low, high]`` per metric (paired bootstrap 95 %)."""
+    if not report.intervals:
+        return ""
+    reference = report.settings.get("reference")
+    columns = [(key, heading) for key, heading, _, _ in TABLE1 if any(key in row for row in report.intervals.values())]
+    lines = ["| Method − " + str(reference) + " | " + " | ".join(heading for _, heading in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for name, row in report.intervals.items():
+        cells = []
+        for key, _ in columns:
+            interval = row.get(key)
+            if interval is None:
+                cells.append("—")
+                continue
+            digits = 4 if key in ("deletion", "insertion") else 3 if key == "pair_share" else 2
+            text = interval.format(digits)
+            cells.append(f"**{text}**" if interval.excludes_zero else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    first = next(iter(report.intervals.values()))
+    n_images = next((i.n for k, i in first.items() if k != "pair_share"), 0)
+    n_pairs = first["pair_share"].n if "pair_share" in first else 0
+    resamples = next(iter(first.values())).resamples if first else 0
+    note = (
+        f"\nDifferences of the means (method − {reference}) with paired bootstrap 95 % intervals "
+        f"({resamples} resamples; n = {n_images} images, {n_pairs} pairs for the pair share); bold: the interval "
+        "excludes zero. Lower is better for the drops and deletion, higher for increase, insertion and pair share.\n"
+    )
+    return f"\n## Differences to {reference}\n\n" + "\n".join(lines) + "\n" + note
 
 
 def table1(report: BenchmarkReport) -> str:
@@ -132,7 +173,7 @@ def table1(report: BenchmarkReport) -> str:
         f"RISE AUC over {report.settings.get('n_steps')} steps; pair share over "
         f"{report.settings.get('pairs', 0)} two-image pairs (1 = mass on the right object, 0.5 = chance).\n"
     )
-    return markdown_table(report, TABLE1, "Table 1 — faithfulness") + notes
+    return markdown_table(report, TABLE1, "Table 1 — faithfulness") + notes + differences_table(report)
 
 
 def table2(report: BenchmarkReport) -> str:
@@ -196,8 +237,13 @@ def write_report(report: BenchmarkReport, out: str | os.PathLike) -> dict[str, P
         paths["csv"] = _write_csv(report.rows, folder / "per_image.csv")
     if report.pair_rows:
         paths["pairs_csv"] = _write_csv(report.pair_rows, folder / "pairs.csv")
+    if report.intervals:
+        rows = [{"method": name, "reference": report.settings.get("reference"), "metric": metric, **interval.as_dict()}
+                for name, row in report.intervals.items() for metric, interval in row.items()]
+        paths["intervals_csv"] = _write_csv(rows, folder / "intervals.csv")
     payload = {
         "settings": report.settings,
+        "intervals": {name: {metric: i.as_dict() for metric, i in row.items()} for name, row in report.intervals.items()},
         "summaries": {name: summary.as_dict() for name, summary in report.summaries.items()},
         "curves": report.curves,
         "images": report.rows,

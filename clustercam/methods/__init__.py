@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from .ablation import AblationCAM
 from .base import BaseCAM, CAMResult, Explanation
-from .cluster import DEFAULT_BETA, DEFAULT_Q, ClusterCAM, ClusterCAMResult, ClusterExplanation
+from .cluster import (
+    DEFAULT_BETA,
+    DEFAULT_PRESET,
+    DEFAULT_Q,
+    PRESETS,
+    ClusterCAM,
+    ClusterCAMResult,
+    ClusterExplanation,
+)
 from .gradient import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM
 from .group import GroupCAM
 from .score import ScoreCAM
@@ -36,8 +44,10 @@ def get_method(name: str) -> type[BaseCAM]:
 
 __all__ = [
     "DEFAULT_BETA",
+    "DEFAULT_PRESET",
     "DEFAULT_Q",
     "METHODS",
+    "PRESETS",
     "AblationCAM",
     "BaseCAM",
     "CAMResult",

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .base import ForwardState, Saliency, WeightedCAM, weighted_maps
+from .base import ChannelWeights, ForwardState, WeightedCAM
 
 #: Relative tolerance of the tail-mode validation (logits of the un-ablated row vs the original).
 VALIDATION_RTOL = 1e-4
@@ -153,8 +153,8 @@ class AblationCAM(WeightedCAM):
         return logits[1:], "", rows.shape[0]
 
     @torch.inference_mode()
-    def ablate(self, state: ForwardState) -> tuple[torch.Tensor, int, dict]:
-        """``(α of shape (B, N), forward passes, extras)`` (see the module docstring)."""
+    def weights(self, state: ForwardState) -> ChannelWeights:
+        """α of eq. 7 per image and channel, the rows evaluated, and how (module docstring)."""
         batch, channels = state.activations.shape[:2]
         chunks = [
             torch.arange(start, min(start + self.batch_size, channels), device=state.inputs.device)
@@ -187,12 +187,4 @@ class AblationCAM(WeightedCAM):
             "head_passes": head_passes,
             "ablated_scores": scores,
         }
-        return (original - scores) / safe, rows_evaluated, extras
-
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
-        alpha, forward_passes, _ = self.ablate(state)
-        return alpha, forward_passes, 0
-
-    def explain(self, state: ForwardState) -> Saliency:
-        alpha, forward_passes, extras = self.ablate(state)
-        return Saliency(weighted_maps(alpha, state.activations), forward_passes, 0, extras)
+        return ChannelWeights((original - scores) / safe, rows_evaluated, 0, extras)

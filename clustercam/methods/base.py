@@ -249,13 +249,30 @@ def weighted_maps(alpha: torch.Tensor, activations: torch.Tensor) -> torch.Tenso
     return torch.einsum("bn,bnhw->bhw", alpha.to(activations.dtype), activations).clamp_min(0)
 
 
+@dataclass
+class ChannelWeights:
+    """What :meth:`WeightedCAM.weights` returns: the α of eq. 1 and what computing them cost.
+
+    Attributes:
+        alpha: ``(B, N)`` one weight per image and channel.
+        forward_passes / backward_passes: extra passes beyond the template's own.
+        extras: method-specific outputs handed on to the result's ``extras``.
+    """
+
+    alpha: torch.Tensor
+    forward_passes: int = 0
+    backward_passes: int = 0
+    extras: dict = field(default_factory=dict)
+
+
 class WeightedCAM(BaseCAM):
     """The CAM family of eq. 1: ``M_c = ReLU(Σ_n α_n^c F_n)``; a subclass defines α (:meth:`weights`)."""
 
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
-        """``(α of shape (B, N), extra forward passes, extra backward passes)``."""
+    def weights(self, state: ForwardState) -> ChannelWeights:
+        """The channel weights α and their cost (the one step a subclass writes)."""
         raise NotImplementedError
 
     def explain(self, state: ForwardState) -> Saliency:
-        alpha, forward_passes, backward_passes = self.weights(state)
-        return Saliency(weighted_maps(alpha, state.activations), forward_passes, backward_passes)
+        weights = self.weights(state)
+        maps = weighted_maps(weights.alpha, state.activations)
+        return Saliency(maps, weights.forward_passes, weights.backward_passes, weights.extras)

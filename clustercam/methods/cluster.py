@@ -12,24 +12,14 @@ For each image:
    *preprocessed* input tensor, so masked-out pixels take the preprocessing's mean colour (see
    :mod:`clustercam.maps`);
 6. cognition-base ``q_max = argmax y`` and cognition-scissors ``q_min = argmin y`` (eqs. 20–21);
-7. heatmap ``β·B − (1 − β)·S`` (eq. 22), where ``B`` and ``S`` are the base and scissors maps
-   normalised by ``normalization``:
+7. heatmap ``β·B − (1 − β)·S`` (eq. 22), or one of the variants of
+   :mod:`clustercam.methods.cognition` (``combination``), from the cluster maps normalised by
+   ``normalization`` and scaled into ``[0, 1]`` by ``output`` (defaults: :data:`DEFAULTS`).
 
-   - ``"max"`` (default): upsampled ``F̃`` divided by its maximum |value|. Both maps end on the
-     same ``[0, 1]`` scale, so β alone sets their balance whatever the layer's units, and each
-     keeps its own zero level: a region the scissors map barely touches is barely cut. On
-     ImageNet it gave the lowest average drop at equal pair share (``docs/benchmarks.md``);
-   - ``"minmax"``: the masks ``H_base`` and ``H_scissors`` themselves, i.e. the very maps that
-     were scored in step 5 (stretched to ``[0, 1]``);
-   - ``"none"``: upsampled ``F̃`` in the layer's units (the literal eq. 22).
-
-   and then scaled into ``[0, 1]`` by ``output``:
-
-   - ``"relu"`` (default): ``max(H, 0) / max(H)``. Pixels where the scissors outweigh the base
-     are *removed* (0), not merely darkened: this is what makes the map class-discriminative on
-     multi-object images, and it matches the ReLU of the CAM family. A map with nothing
-     positive (β = 0) is all zeros.
-   - ``"minmax"``: ``(H − min) / (max − min)``.
+**Presets** (:data:`PRESETS`) name whole configurations: ``"paper"`` is eq. 22 exactly as printed
+(raw cluster means, ``normalization="none"``, then min–max scaled, the usual CAM scaling, which the
+paper leaves unsaid; Q = 6 as its Table 2), and the others were chosen on the tuning part of the
+evaluation photographs by the rule in ``docs/benchmarks.md``, with their measured trade-off there.
 
 Network cost per image: ``1 + Q`` forward passes and no backward pass. The clustering does not
 depend on the target class and the masked passes return every class's probability, so
@@ -44,75 +34,69 @@ channel count, or fewer distinct maps than ``Q``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
 from ..clustering import kmeans, spectral_clustering
-from ..maps import masked_probabilities, minmax, relu_max, upsample
+from ..maps import masked_probabilities, minmax, upsample
 from .base import BaseCAM, CAMResult, Explanation, ForwardState, Saliency, Targets, resolve_targets
+from .cognition import (
+    COMBINATIONS,
+    NORMALIZATIONS,
+    OUTPUTS,
+    Combination,
+    Normalization,
+    OutputScaling,
+    check_beta,
+    check_choice,
+    cognition_heatmaps,
+)
 
-#: Defaults chosen by ``benchmarks/sweep_defaults.py`` (see ``docs/benchmarks.md``): among the
-#: settings that beat Grad-CAM on both average drop and increase in confidence, the one with the
-#: highest pair share (200 ImageNet photographs, 100 pairs, EfficientNet-Lite0 at ``bn2``).
-DEFAULT_Q = 3
-DEFAULT_BETA = 0.8
-DEFAULT_NORMALIZATION = "max"
-Normalization = Literal["minmax", "max", "none"]
-OutputScaling = Literal["relu", "minmax"]
-_SPECTRAL_OPTIONS = {"n_eigenvectors", "sigma", "theta", "laplacian", "scale"}
+Clustering = Literal["kmeans", "spectral"]
+_SPECTRAL_OPTIONS = {"n_eigenvectors", "sigma", "theta", "laplacian", "scale", "similarity", "normalize_rows"}
 _KMEANS_OPTIONS = {"max_iter"}
 
+#: Named configurations (module docstring); every key is a :class:`ClusterCAM` argument.
+PRESETS: dict[str, dict] = {
+    "paper": {"q": 6, "beta": 0.8, "clustering": "kmeans", "normalization": "none", "output": "minmax", "combination": "difference"},
+    "legacy": {"q": 3, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu", "combination": "difference"},
+}
+#: The preset :class:`ClusterCAM` follows when none is named.
+DEFAULT_PRESET = "legacy"
+DEFAULTS: dict = PRESETS[DEFAULT_PRESET]
+DEFAULT_Q: int = DEFAULTS["q"]
+DEFAULT_BETA: float = DEFAULTS["beta"]
+DEFAULT_NORMALIZATION: Normalization = DEFAULTS["normalization"]
 
-def check_beta(beta: float) -> float:
-    beta = float(beta)
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"β must be between 0 and 1; got {beta}.")
-    return beta
+
+def preset_options(preset: str | None) -> dict:
+    """The options of a named preset (``None``: the defaults)."""
+    name = DEFAULT_PRESET if preset is None else preset
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose from {', '.join(PRESETS)}.")
+    return dict(PRESETS[name])
 
 
-def cognition_heatmaps(
-    masks: torch.Tensor,
-    cluster_maps: torch.Tensor,
-    base_index: torch.Tensor,
-    scissors_index: torch.Tensor,
-    beta: float,
-    normalization: Normalization = DEFAULT_NORMALIZATION,
-    output: OutputScaling = "relu",
-) -> torch.Tensor:
-    """Eq. 22 for a batch: ``(B, H, W)`` heatmaps in ``[0, 1]`` (see the module docstring).
+@dataclass(frozen=True)
+class Cognition:
+    """How scored cluster maps become a heatmap (:func:`~clustercam.methods.cognition.cognition_heatmaps`)."""
 
-    Args:
-        masks: ``(B, Q, H, W)`` min–max scaled, upsampled cluster maps ``H_q``.
-        cluster_maps: ``(B, Q, h, w)`` cluster means ``F̃_q`` (eq. 18).
-        base_index / scissors_index: ``(B,)`` from eqs. 20–21.
-    """
-    beta = check_beta(beta)
-    rows = torch.arange(masks.shape[0], device=masks.device)
+    beta: float = DEFAULT_BETA
+    normalization: Normalization = DEFAULT_NORMALIZATION
+    output: OutputScaling = DEFAULTS["output"]
+    combination: Combination = DEFAULTS["combination"]
 
-    def normalised(index: torch.Tensor) -> torch.Tensor:
-        if normalization == "minmax":
-            return masks[rows, index]
-        raw = upsample(cluster_maps[rows, index].float(), tuple(masks.shape[-2:]))
-        if normalization == "none":
-            return raw
-        if normalization == "max":
-            peak = raw.abs().amax(dim=(-2, -1), keepdim=True)
-            return raw / torch.where(peak > 0, peak, torch.ones_like(peak))
-        raise ValueError(f"normalization must be 'minmax', 'max' or 'none'; got {normalization!r}.")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", check_beta(self.beta))
+        check_choice(self.normalization, NORMALIZATIONS, "normalization")
+        check_choice(self.output, OUTPUTS, "output")
+        check_choice(self.combination, COMBINATIONS, "combination")
 
-    base = normalised(base_index)
-    scissors = normalised(scissors_index)
-    combined = beta * base - (1.0 - beta) * scissors
-    same = (base_index == scissors_index).view(-1, 1, 1)
-    combined = torch.where(same, base, combined)
-    if output == "relu":
-        return relu_max(combined)
-    if output == "minmax":
-        return minmax(combined)
-    raise ValueError(f"output must be 'relu' or 'minmax'; got {output!r}.")
+    def heatmaps(self, masks: torch.Tensor, cluster_maps: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return cognition_heatmaps(masks, cluster_maps, scores, self.beta, self.normalization, self.output, self.combination)
 
 
 @dataclass
@@ -140,6 +124,7 @@ class ClusterCAMResult(CAMResult):
         masked_probabilities: ``(B, Q, classes)`` probabilities of every masked input.
         scores: ``(B, Q)`` eq. 19, the target's probability for each masked input.
         base_index / scissors_index: ``(B,)`` eqs. 20–21.
+        cognition: β, normalisation, output scaling and combination of the heatmaps.
     """
 
     labels: torch.Tensor | None = None
@@ -149,17 +134,33 @@ class ClusterCAMResult(CAMResult):
     scores: torch.Tensor | None = None
     base_index: torch.Tensor | None = None
     scissors_index: torch.Tensor | None = None
-    beta: float = DEFAULT_BETA
-    normalization: Normalization = DEFAULT_NORMALIZATION
-    output: OutputScaling = "relu"
+    cognition: Cognition = field(default_factory=Cognition)
+
+    @property
+    def beta(self) -> float:
+        return self.cognition.beta
+
+    @property
+    def normalization(self) -> str:
+        return self.cognition.normalization
+
+    @property
+    def output(self) -> str:
+        return self.cognition.output
+
+    @property
+    def combination(self) -> str:
+        return self.cognition.combination
+
+    def recombine(self, **changes) -> ClusterCAMResult:
+        """The same explanation with other ``beta``/``normalization``/``output``/``combination``
+        (the heatmap step only; no network work)."""
+        cognition = replace(self.cognition, **changes)
+        return replace(self, cognition=cognition, heatmaps=cognition.heatmaps(self.masks, self.cluster_maps, self.scores))
 
     def reweight(self, beta: float) -> ClusterCAMResult:
-        """The same explanation with another β (eq. 22 only; no network work)."""
-        heatmaps = cognition_heatmaps(
-            self.masks, self.cluster_maps, self.base_index, self.scissors_index,
-            beta, self.normalization, self.output,
-        )
-        return replace(self, heatmaps=heatmaps, beta=check_beta(beta))
+        """The same explanation with another β (no network work)."""
+        return self.recombine(beta=beta)
 
     def retarget(self, targets: Targets) -> ClusterCAMResult:
         """Explain other classes: new scores, base/scissors and heatmaps, no network work.
@@ -171,12 +172,9 @@ class ClusterCAMResult(CAMResult):
         scores = self.masked_probabilities.gather(
             2, resolved.view(-1, 1, 1).expand(-1, self.masked_probabilities.shape[1], 1)
         ).squeeze(2)
-        base, scissors = scores.argmax(dim=1), scores.argmin(dim=1)
-        heatmaps = cognition_heatmaps(
-            self.masks, self.cluster_maps, base, scissors, self.beta, self.normalization, self.output
-        )
         return replace(
-            self, targets=resolved, scores=scores, base_index=base, scissors_index=scissors, heatmaps=heatmaps
+            self, targets=resolved, scores=scores, base_index=scores.argmax(dim=1),
+            scissors_index=scores.argmin(dim=1), heatmaps=self.cognition.heatmaps(self.masks, self.cluster_maps, scores),
         )
 
     def __getitem__(self, index: int) -> ClusterExplanation:
@@ -200,15 +198,18 @@ class ClusterCAM(BaseCAM):
     Args:
         model: ``nn.Module`` (eval mode) or zoo ``ModelSpec``.
         layer: target layer; default the spec's default layer.
+        preset: a name in :data:`PRESETS` (default :data:`DEFAULT_PRESET`); the arguments below
+            that are given override it.
         q: number of clusters ``Q`` (2 ≤ Q ≤ channels).
         beta: balance β of eq. 22, in ``[0, 1]``.
         clustering: ``"kmeans"`` or ``"spectral"``.
+        normalization / output / combination: how the scored cluster maps become the heatmap
+            (:mod:`clustercam.methods.cognition`).
         seed: seed of the clustering (same seed, same labels).
         batch_size: masked inputs per forward pass.
         n_init: K-means restarts (also for the K-means step of spectral clustering).
-        normalization / output: how eq. 22's inputs and result are scaled (module docstring).
         **clustering_options: spectral ``n_eigenvectors`` (K), ``sigma``, ``theta``,
-            ``laplacian``, ``scale``; K-means ``max_iter``.
+            ``laplacian``, ``similarity``, ``normalize_rows``, ``scale``; K-means ``max_iter``.
     """
 
     name = "clustercam"
@@ -218,37 +219,56 @@ class ClusterCAM(BaseCAM):
         model,
         layer: str | nn.Module | None = None,
         *,
-        q: int = DEFAULT_Q,
-        beta: float = DEFAULT_BETA,
-        clustering: Literal["kmeans", "spectral"] = "kmeans",
+        preset: str | None = None,
+        q: int | None = None,
+        beta: float | None = None,
+        clustering: Clustering | None = None,
+        normalization: Normalization | None = None,
+        output: OutputScaling | None = None,
+        combination: Combination | None = None,
         seed: int = 0,
         batch_size: int = 64,
         n_init: int = 4,
-        normalization: Normalization = DEFAULT_NORMALIZATION,
-        output: OutputScaling = "relu",
         **clustering_options,
     ):
         super().__init__(model, layer, batch_size=batch_size)
-        if isinstance(q, bool) or int(q) != q or q < 2:
-            raise ValueError(f"Q must be a whole number of clusters ≥ 2; got {q}.")
+        options = preset_options(preset)
+        given = {"q": q, "beta": beta, "clustering": clustering, "normalization": normalization,
+                 "output": output, "combination": combination}
+        options.update({key: value for key, value in given.items() if value is not None})
+        clustering, q = options.pop("clustering"), options.pop("q")
         if clustering not in ("kmeans", "spectral"):
             raise ValueError(f"clustering must be 'kmeans' or 'spectral'; got {clustering!r}.")
+        if isinstance(q, bool) or int(q) != q or q < 2:
+            raise ValueError(f"Q must be a whole number of clusters ≥ 2; got {q}.")
+        self.cognition = Cognition(**{key: options.pop(key) for key in ("beta", "normalization", "output", "combination")})
         allowed = _SPECTRAL_OPTIONS if clustering == "spectral" else _KMEANS_OPTIONS
         unknown = set(clustering_options) - allowed
         if unknown:
             raise TypeError(f"Unknown {clustering} option(s): {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}.")
-        if normalization not in ("minmax", "max", "none"):
-            raise ValueError(f"normalization must be 'minmax', 'max' or 'none'; got {normalization!r}.")
-        if output not in ("relu", "minmax"):
-            raise ValueError(f"output must be 'relu' or 'minmax'; got {output!r}.")
+        self.preset = DEFAULT_PRESET if preset is None else preset
         self.q = int(q)
-        self.beta = check_beta(beta)
         self.clustering = clustering
         self.seed = int(seed)
         self.n_init = int(n_init)
-        self.normalization: Normalization = normalization
-        self.output: OutputScaling = output
-        self.clustering_options = dict(clustering_options)
+        # the preset's own clustering options apply where its clustering is used
+        self.clustering_options = {**{k: v for k, v in options.items() if k in allowed}, **clustering_options}
+
+    @property
+    def beta(self) -> float:
+        return self.cognition.beta
+
+    @property
+    def normalization(self) -> str:
+        return self.cognition.normalization
+
+    @property
+    def output(self) -> str:
+        return self.cognition.output
+
+    @property
+    def combination(self) -> str:
+        return self.cognition.combination
 
     def cluster(self, maps: torch.Tensor) -> torch.Tensor:
         """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps."""
@@ -262,7 +282,10 @@ class ClusterCAM(BaseCAM):
                 "image, so there is nothing to localise (is the image blank?)."
             )
         if self.clustering == "spectral":
-            return spectral_clustering(points, self.q, seed=self.seed, n_init=self.n_init, **self.clustering_options).labels
+            return spectral_clustering(
+                points, self.q, seed=self.seed, n_init=self.n_init, map_shape=tuple(maps.shape[-2:]),
+                **self.clustering_options,
+            ).labels
         return kmeans(points, self.q, seed=self.seed, n_init=self.n_init, **self.clustering_options).labels
 
     def explain(self, state: ForwardState) -> Saliency:
@@ -278,17 +301,16 @@ class ClusterCAM(BaseCAM):
         masks = minmax(upsample(cluster_maps, tuple(state.inputs.shape[-2:])))
         probabilities = masked_probabilities(self.model, state.inputs, masks, batch_size=self.batch_size)
         scores = probabilities.gather(2, state.targets.view(-1, 1, 1).expand(-1, self.q, 1)).squeeze(2)
-        base, scissors = scores.argmax(dim=1), scores.argmin(dim=1)
-        heatmaps = cognition_heatmaps(masks, cluster_maps, base, scissors, self.beta, self.normalization, self.output)
         extras = {
             "labels": labels,
             "cluster_maps": cluster_maps,
             "masks": masks,
             "masked_probabilities": probabilities,
             "scores": scores,
-            "base_index": base,
-            "scissors_index": scissors,
+            "base_index": scores.argmax(dim=1),
+            "scissors_index": scores.argmin(dim=1),
         }
+        heatmaps = self.cognition.heatmaps(masks, cluster_maps, scores)
         return Saliency(heatmaps, forward_passes=batch * self.q, extras=extras)
 
     def finalize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -300,9 +322,7 @@ class ClusterCAM(BaseCAM):
             method=self.name,
             targets=state.targets,
             probabilities=state.logits.float().softmax(dim=1),
-            beta=self.beta,
-            normalization=self.normalization,
-            output=self.output,
+            cognition=self.cognition,
             **fields,
             **extras,
         )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..hooks import LayerCapture
-from .base import ForwardState, WeightedCAM
+from .base import ChannelWeights, ForwardState, WeightedCAM
 
 #: Guards the division of eq. 4 where the gradients vanish (pytorch-grad-cam's value).
 GRADCAM_PP_EPS = 1e-6
@@ -76,8 +76,8 @@ class GradCAM(WeightedCAM):
     name = "gradcam"
     needs_gradients = True
 
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
-        return _gradients(state).mean(dim=(-2, -1)), 0, 0
+    def weights(self, state: ForwardState) -> ChannelWeights:
+        return ChannelWeights(_gradients(state).mean(dim=(-2, -1)))
 
 
 class GradCAMPlusPlus(WeightedCAM):
@@ -90,13 +90,13 @@ class GradCAMPlusPlus(WeightedCAM):
     name = "gradcam++"
     needs_gradients = True
 
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
+    def weights(self, state: ForwardState) -> ChannelWeights:
         gradients = _gradients(state)
         squared = gradients.pow(2)
         alpha = gradcam_plus_plus_weights(
             state.activations.float(), gradients, squared, squared * gradients
         )
-        return alpha, 0, 0
+        return ChannelWeights(alpha)
 
 
 class SmoothGradCAMPlusPlus(WeightedCAM):
@@ -162,14 +162,14 @@ class SmoothGradCAMPlusPlus(WeightedCAM):
         gradients = torch.cat(chunks)
         return gradients.view(state.inputs.shape[0], self.n_samples, *gradients.shape[1:])
 
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
+    def weights(self, state: ForwardState) -> ChannelWeights:
         gradients = self.noisy_gradients(state)
         first = gradients.mean(dim=1)
         second = gradients.pow(2).mean(dim=1)
         third = gradients.pow(3).mean(dim=1)
         alpha = gradcam_plus_plus_weights(state.activations.float(), first, second, third)
         passes = state.inputs.shape[0] * self.n_samples
-        return alpha, passes, passes
+        return ChannelWeights(alpha, passes, passes)
 
 
 class XGradCAM(WeightedCAM):
@@ -181,7 +181,7 @@ class XGradCAM(WeightedCAM):
     name = "xgradcam"
     needs_gradients = True
 
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
+    def weights(self, state: ForwardState) -> ChannelWeights:
         activations = state.activations.float()
         normalised = activations / (spatial_sum(activations)[..., None, None] + XGRADCAM_EPS)
-        return spatial_sum(normalised * _gradients(state)), 0, 0
+        return ChannelWeights(spatial_sum(normalised * _gradients(state)))

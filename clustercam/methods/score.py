@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..maps import apply_masks, minmax
-from .base import ForwardState, Saliency, WeightedCAM, weighted_maps
+from .base import ChannelWeights, ForwardState, WeightedCAM
 
 Weighting = Literal["probability", "softmax"]
 
@@ -102,8 +102,8 @@ class ScoreCAM(WeightedCAM):
         return torch.cat(chunks)
 
     @torch.inference_mode()
-    def score(self, state: ForwardState) -> tuple[torch.Tensor, int, dict]:
-        """``(α of shape (B, N), forward passes, extras)``."""
+    def weights(self, state: ForwardState) -> ChannelWeights:
+        """α of eq. 8 per image and channel; ``extras["unique_masks"]``: distinct masks scored."""
         alphas, passes, unique_counts = [], 0, []
         for b in range(state.inputs.shape[0]):
             normalised = minmax(state.activations[b].float())
@@ -125,12 +125,4 @@ class ScoreCAM(WeightedCAM):
             if self.subtract_baseline:
                 alpha = alpha - probabilities[torch.nonzero(zero)[0, 0]]
             alphas.append(alpha)
-        return torch.stack(alphas), passes, {"unique_masks": unique_counts}
-
-    def weights(self, state: ForwardState) -> tuple[torch.Tensor, int, int]:
-        alpha, forward_passes, _ = self.score(state)
-        return alpha, forward_passes, 0
-
-    def explain(self, state: ForwardState) -> Saliency:
-        alpha, forward_passes, extras = self.score(state)
-        return Saliency(weighted_maps(alpha, state.activations), forward_passes, 0, extras)
+        return ChannelWeights(torch.stack(alphas), passes, 0, {"unique_masks": unique_counts})
