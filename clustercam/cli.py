@@ -19,7 +19,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from .methods import DEFAULT_BETA, DEFAULT_Q, METHODS
+    from .clustering import SIMILARITIES
+    from .methods import DEFAULT_PRESET, METHODS, PRESETS
+    from .methods.cognition import COMBINATIONS, NORMALIZATIONS, OUTPUTS
     from .zoo import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="clustercam", description="Cluster-CAM explanations of CNN image classifiers.")
@@ -31,12 +33,20 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL}; see 'clustercam models')")
     explain.add_argument("--layer", default=None, help="target layer (default: the model's; see 'clustercam layers')")
     explain.add_argument("--method", default="clustercam", choices=sorted(METHODS), help="explanation method")
-    explain.add_argument("--q", type=int, default=DEFAULT_Q, help=f"number of clusters Q (default {DEFAULT_Q})")
-    explain.add_argument("--beta", type=float, default=DEFAULT_BETA, help=f"balance β of eq. 22 in [0, 1] (default {DEFAULT_BETA})")
-    explain.add_argument("--clustering", choices=("kmeans", "spectral"), default="kmeans")
+    explain.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                         help=f"Cluster-CAM configuration (default {DEFAULT_PRESET}; trade-offs in docs/benchmarks.md); the options below override it")
+    explain.add_argument("--q", type=int, default=None, help="number of clusters Q (default: the preset's)")
+    explain.add_argument("--beta", type=float, default=None, help="balance β in [0, 1] (default: the preset's)")
+    explain.add_argument("--clustering", choices=("kmeans", "spectral"), default=None, help="default: the preset's")
+    explain.add_argument("--combination", choices=COMBINATIONS, default=None, help="how base, scissors and the other clusters make the heatmap")
+    explain.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="how each cluster map is scaled before combining")
+    explain.add_argument("--output", choices=OUTPUTS, default=None, help="how the combined map is scaled into [0, 1]")
     explain.add_argument("--eigenvectors", type=int, default=None, help="spectral: number of eigenvectors K (default Q−1)")
     explain.add_argument("--sigma", type=float, default=None, help="spectral: σ of eq. 11")
     explain.add_argument("--theta", type=float, default=None, help="spectral: threshold θ of eq. 11")
+    explain.add_argument("--similarity", choices=SIMILARITIES, default=None, help="spectral: similarity of eq. 10 (default euclidean, eq. 17)")
+    explain.add_argument("--normalize-rows", action="store_true", default=None, help="spectral: unit-length rows of the embedding before K-means")
+    explain.add_argument("--no-quality", action="store_true", help="skip the cluster-quality scores for Q = 2…8 in the summary")
     explain.add_argument("--seed", type=int, default=0, help="clustering seed")
     explain.add_argument("--target", default=None, help="class index or name to explain (default: the prediction)")
     explain.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
@@ -85,6 +95,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help=f"bootstrap resamples per interval (default {DEFAULT_RESAMPLES})")
     parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option, repeatable (e.g. clustercam.q=6)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA, MPS, else CPU)")
+    parser.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory format (same results, faster on CPUs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-warmup", action="store_true", help="time the very first call too")
     return parser
@@ -122,7 +133,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
             methods=names, reference=args.reference, limit=args.limit, batch_size=args.batch_size, target=args.target,
             pairs=None if args.pairs < 0 else args.pairs, pair_seed=args.pair_seed, n_steps=args.steps,
             method_options=options, device=args.device, forward_batch_size=args.forward_batch_size,
-            resamples=args.resamples, progress=not args.no_progress, warmup=not args.no_warmup,
+            resamples=args.resamples, channels_last=args.channels_last, progress=not args.no_progress,
+            warmup=not args.no_warmup,
         )
     except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv, split
         if getattr(args, "traceback", False):
@@ -136,11 +148,18 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def _method_options(args: argparse.Namespace) -> dict:
+    from .methods.cluster import preset_options
+
     if args.method != "clustercam":
         return {}
-    options: dict = {"q": args.q, "beta": args.beta, "clustering": args.clustering, "seed": args.seed}
-    if args.clustering == "spectral":
-        extra = {"n_eigenvectors": args.eigenvectors, "sigma": args.sigma, "theta": args.theta}
+    given = {"preset": args.preset, "q": args.q, "beta": args.beta, "clustering": args.clustering,
+             "combination": args.combination, "normalization": args.normalization, "output": args.output}
+    options: dict = {key: value for key, value in given.items() if value is not None}
+    options["seed"] = args.seed
+    clustering = args.clustering or preset_options(args.preset).get("clustering", "kmeans")
+    if clustering == "spectral":
+        extra = {"n_eigenvectors": args.eigenvectors, "sigma": args.sigma, "theta": args.theta,
+                 "similarity": args.similarity, "normalize_rows": args.normalize_rows}
         options.update({key: value for key, value in extra.items() if value is not None})
     return options
 
@@ -156,18 +175,33 @@ def _image_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _write_outputs(explained, folder: Path) -> None:
+def _write_outputs(explained, folder: Path, quality: bool = True) -> dict:
     from .render import cluster_sheet, masked_sheet, overlay
 
     folder.mkdir(parents=True, exist_ok=True)
     heatmap = explained.heatmap()
     overlay(explained.image, heatmap).save(folder / "overlay.png")
     np.save(folder / "heatmap.npy", heatmap.astype(np.float32))
+    summary = explained.summary()
     if explained.is_cluster_cam:
         one = explained.explanation
         cluster_sheet(one, explained.prepared).save(folder / "clusters.png")
         masked_sheet(one, explained.prepared, explained.baseline_color).save(folder / "masked.png")
-    (folder / "summary.json").write_text(json.dumps(explained.summary(), indent=2))
+        if quality:
+            summary["cluster_quality"] = {str(q): scores for q, scores in explained.cluster_quality().items()}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+    return summary
+
+
+def quality_line(summary: dict) -> str:
+    """``cluster quality (silhouette) by Q: 2: 0.41 · 3: 0.38 … (highest at Q = 2)``."""
+    quality = summary.get("cluster_quality") or {}
+    scores = {int(q): values["silhouette"] for q, values in quality.items()}
+    if not scores:
+        return ""
+    best = max(scores, key=lambda q: scores[q])
+    cells = " · ".join(f"{q}: {value:.3f}" for q, value in scores.items())
+    return f"cluster quality (silhouette, scikit-learn) by Q: {cells} (highest at Q = {best}; see docs/benchmarks.md on whether it picks a good Q)"
 
 
 def _explain_command(args: argparse.Namespace) -> int:
@@ -192,13 +226,15 @@ def _explain_command(args: argparse.Namespace) -> int:
             progress.write(f"clustercam: skipped {path.name}: {error}", file=sys.stderr)
             continue
         folder = args.out / path.stem if len(files) > 1 else args.out
-        _write_outputs(explained, folder)
+        summary = _write_outputs(explained, folder, quality=not args.no_quality)
         if len(files) == 1:
             one = explained.explanation
             print(
                 f"{path.name}: {spec.categories[one.target]} (p = {one.target_probability:.3f}), "
                 f"{one.forward_passes} forward passes, {time.perf_counter() - started:.2f} s → {folder}"
             )
+            if quality_line(summary):
+                print(quality_line(summary))
     if len(files) > 1:
         print(f"Explained {len(files) - failures} of {len(files)} images → {args.out}")
     return 1 if failures else 0

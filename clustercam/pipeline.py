@@ -16,10 +16,13 @@ import torch
 from PIL import Image
 
 from .imaging import ImageSource, check_has_content, load_image, resize_for_network
-from .methods import ClusterCAMResult, get_method
-from .methods.base import CAMResult, Explanation
+from .methods import ClusterCAM, ClusterCAMResult, get_method
+from .methods.base import BaseCAM, CAMResult, Explanation
 from .render import resize_heatmap
 from .zoo import ModelSpec
+
+#: The numbers of clusters whose quality :meth:`ImageExplanation.cluster_quality` reports.
+QUALITY_QS = range(2, 9)
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ImageExplanation:
         prepared: the RGB image the network saw (resized, aspect ratio bounded).
         inputs: the preprocessed ``1×3×H×W`` tensor.
         result: the method's batch result (one image).
+        method: the method instance that explained it.
     """
 
     spec: ModelSpec
@@ -39,6 +43,7 @@ class ImageExplanation:
     prepared: Image.Image
     inputs: torch.Tensor
     result: CAMResult
+    method: BaseCAM | None = None
 
     @property
     def explanation(self) -> Explanation:
@@ -59,6 +64,13 @@ class ImageExplanation:
 
     def summary(self) -> dict[str, Any]:
         return summary(self)
+
+    def cluster_quality(self, qs: range | list[int] = QUALITY_QS) -> dict[int, dict[str, float]]:
+        """Silhouette and Calinski–Harabasz scores of this image's maps clustered into each ``Q``
+        (Cluster-CAM only; :meth:`~clustercam.methods.cluster.ClusterCAM.quality_by_q`)."""
+        if not self.is_cluster_cam or not isinstance(self.method, ClusterCAM):
+            raise ValueError("Cluster quality applies to Cluster-CAM explanations only.")
+        return self.method.quality_by_q(self.result.activations[0], qs)
 
 
 def explain_image(
@@ -86,7 +98,7 @@ def explain_image(
     target_index = None if target is None or target == "" else spec.class_index(target)
     cam = get_method(method)(spec, layer, **options)
     result = cam(inputs, target_index)
-    return ImageExplanation(spec, layer, image, prepared, inputs, result)
+    return ImageExplanation(spec, layer, image, prepared, inputs, result, cam)
 
 
 def class_entry(spec: ModelSpec, index: int, probability: float) -> dict[str, Any]:
@@ -114,10 +126,12 @@ def summary(explained: ImageExplanation) -> dict[str, Any]:
     }
     if isinstance(result, ClusterCAMResult):
         data.update(
+            preset=getattr(explained.method, "preset", None),
             q=len(one.cluster_sizes),
             beta=one.beta,
             normalization=result.normalization,
             output=result.output,
+            combination=result.combination,
             scores=[round(s, 6) for s in one.scores.tolist()],
             cluster_sizes=one.cluster_sizes,
             base_index=one.base_index,

@@ -163,6 +163,7 @@ def run_benchmark(
     device: str | torch.device | None = None,
     forward_batch_size: int = 64,
     resamples: int = DEFAULT_RESAMPLES,
+    channels_last: bool = False,
     progress: bool = True,
     warmup: bool = True,
     out: str | os.PathLike | None = None,
@@ -182,6 +183,8 @@ def run_benchmark(
         method_options: per-method keyword options, e.g. ``{"clustercam": {"q": 6, "beta": 0.7}}``.
         forward_batch_size: images per forward pass in the metrics and the methods' masked passes.
         resamples: bootstrap resamples of each interval.
+        channels_last: run the network in the channels-last memory format (the same results within
+            float rounding, ~1.5× faster on CPUs); the model is converted in place.
         warmup: explain the first image once with every method, untimed, before timing.
         out: when given, the report is also written there.
     """
@@ -197,6 +200,8 @@ def run_benchmark(
         parse_method(name)
     read_labels(data_dirs, split=split, limit=limit)  # a bad labels.csv fails before the model is loaded
     spec = model if isinstance(model, ModelSpec) else load_model(model, device)
+    if channels_last:
+        spec.model.to(memory_format=torch.channels_last)
     samples = read_labels(data_dirs, split=split, limit=limit, classes=len(spec.categories))
     cams = build_methods(spec, list(methods), layer, method_options or {}, forward_batch_size)
     reference = reference or next((name for name, cam in cams.items() if cam.name == "clustercam"), next(iter(cams)))
@@ -221,6 +226,7 @@ def run_benchmark(
         "pair_seed": pair_seed,
         "n_steps": n_steps,
         "resamples": resamples,
+        "channels_last": channels_last,
         "warmup": warmup,
         "machine": machine_info(spec.device),
     })

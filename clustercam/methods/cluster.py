@@ -40,7 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..clustering import kmeans, spectral_clustering
+from ..clustering import cluster_quality, kmeans, spectral_clustering
 from ..maps import masked_probabilities, minmax, upsample
 from .base import BaseCAM, CAMResult, Explanation, ForwardState, Saliency, Targets, resolve_targets
 from .cognition import (
@@ -125,8 +125,10 @@ class ClusterCAMResult(CAMResult):
         scores: ``(B, Q)`` eq. 19, the target's probability for each masked input.
         base_index / scissors_index: ``(B,)`` eqs. 20–21.
         cognition: β, normalisation, output scaling and combination of the heatmaps.
+        activations: ``(B, N, h, w)`` the clustered feature maps ``F_n``.
     """
 
+    activations: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     cluster_maps: torch.Tensor | None = None
     masks: torch.Tensor | None = None
@@ -270,12 +272,13 @@ class ClusterCAM(BaseCAM):
     def combination(self) -> str:
         return self.cognition.combination
 
-    def cluster(self, maps: torch.Tensor) -> torch.Tensor:
-        """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps."""
+    def cluster(self, maps: torch.Tensor, q: int | None = None) -> torch.Tensor:
+        """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps (into ``q`` clusters, default Q)."""
+        q = self.q if q is None else int(q)
         points = maps.flatten(1).float()
         n = points.shape[0]
-        if self.q > n:
-            raise ValueError(f"Q = {self.q} is more than the {n} channels of layer '{self.layer_name}'; choose Q ≤ {n}.")
+        if q > n:
+            raise ValueError(f"Q = {q} is more than the {n} channels of layer '{self.layer_name}'; choose Q ≤ {n}.")
         if bool((points.amax(dim=1) == points.amin(dim=1)).all()):
             raise ValueError(
                 f"Every feature map of layer '{self.layer_name}' is spatially constant for this "
@@ -283,10 +286,18 @@ class ClusterCAM(BaseCAM):
             )
         if self.clustering == "spectral":
             return spectral_clustering(
-                points, self.q, seed=self.seed, n_init=self.n_init, map_shape=tuple(maps.shape[-2:]),
+                points, q, seed=self.seed, n_init=self.n_init, map_shape=tuple(maps.shape[-2:]),
                 **self.clustering_options,
             ).labels
-        return kmeans(points, self.q, seed=self.seed, n_init=self.n_init, **self.clustering_options).labels
+        return kmeans(points, q, seed=self.seed, n_init=self.n_init, **self.clustering_options).labels
+
+    def quality_by_q(self, maps: torch.Tensor, qs: range | list[int] = range(2, 9)) -> dict[int, dict[str, float]]:
+        """Cluster quality (silhouette, Calinski–Harabasz; :func:`~clustercam.clustering.cluster_quality`)
+        of one image's ``(N, h, w)`` maps clustered as this method clusters them, for each ``Q`` in ``qs``
+        up to the number of distinct maps."""
+        points = maps.flatten(1).float()
+        distinct = torch.unique(points, dim=0).shape[0]
+        return {q: cluster_quality(points, self.cluster(maps, q)) for q in qs if 2 <= q <= min(distinct, points.shape[0] - 1)}
 
     def explain(self, state: ForwardState) -> Saliency:
         activations = state.activations
@@ -302,6 +313,7 @@ class ClusterCAM(BaseCAM):
         probabilities = masked_probabilities(self.model, state.inputs, masks, batch_size=self.batch_size)
         scores = probabilities.gather(2, state.targets.view(-1, 1, 1).expand(-1, self.q, 1)).squeeze(2)
         extras = {
+            "activations": activations,
             "labels": labels,
             "cluster_maps": cluster_maps,
             "masks": masks,
