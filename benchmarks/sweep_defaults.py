@@ -214,16 +214,32 @@ def interval_rows(rows: list[dict], gradcam: dict, y: np.ndarray) -> list[dict]:
 
 
 def apply_rule(rows: list[dict], gradcam: dict) -> dict:
-    """The rule written in docs/benchmarks.md before the reporting part was read."""
-    def meets(row):
-        return (row["d_average_drop"]["high"] < 0 and row["d_increase"]["high"] >= 0
-                and row["pair_share"] >= gradcam["pair_share"] - PAIR_SLACK)
+    """The rule of docs/protocol.md, written before the reporting part was read.
 
+    Rules 1-5 over every stage-2 candidate; rule 6 (``spectral``) applies rules 1-3 to the
+    spectral candidates alone.
+    """
+    choice = _rules(rows, gradcam)
+    spectral = _rules([r for r in rows if r["clustering"] == "spectral"], gradcam)
+    choice["spectral"] = spectral["balanced"] or spectral["faithful"]
+    return choice
+
+
+def qualifies(row: dict, gradcam: dict) -> bool:
+    """Rule 1: more faithful than Grad-CAM (interval below zero), ties it on increase at least,
+    and a pair share within :data:`PAIR_SLACK` of Grad-CAM's."""
+    return (row["d_average_drop"]["high"] < 0 and row["d_increase"]["high"] >= 0
+            and row["pair_share"] >= gradcam["pair_share"] - PAIR_SLACK)
+
+
+def _rules(rows: list[dict], gradcam: dict) -> dict:
     def passes(row):
         return row["q"] + 1
 
-    eligible = [r for r in rows if meets(r) and r["preset_candidate"]]
     candidates = [r for r in rows if r["preset_candidate"]]
+    if not candidates:
+        return {"balanced": None, "faithful": None, "discriminative": None, "paper": None, "default": None}
+    eligible = [r for r in candidates if qualifies(r, gradcam)]
     discriminating = [r for r in candidates if r["pair_share"] >= gradcam["pair_share"] - FAITHFUL_PAIR_SLACK]
     faithful = min(discriminating or candidates, key=lambda r: (round(r["average_drop"], 2), -r["pair_share"], passes(r)))
     not_worse = [r for r in candidates if r["d_average_drop"]["low"] <= 0]
@@ -245,6 +261,9 @@ def main() -> None:
     parser.add_argument("--finalists", type=int, default=4, help="per combination, stage-1 configurations taken to stage 2")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "tuning")
+    parser.add_argument("--stage1", type=Path, default=None,
+                        help="reuse this stage-1 CSV (same screen) instead of screening again; the cluster-quality "
+                             "analysis is then rerun after stage 2 with the combinations at β 0.8 and 1 only")
     args = parser.parse_args()
     started = time.time()
     torch.manual_seed(0)
@@ -265,27 +284,31 @@ def main() -> None:
     gradcam_summary = summary(y, gradcam["o"][:, 0], gradcam["pairs"][:, 0])
     stage1: list[dict] = []
     quality: dict[int, dict] = {}
-    for q in (3, 6):  # a
-        cognitions = combos_grid(COMBINATIONS, ("max", "minmax", "none"), ("relu", "minmax"), BETAS)
-        key = {"stage": "1a", "q": q, "clustering": "kmeans"}
-        stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1a Q={q}"), cognitions, y)
-    for q in range(2, 9):  # b
-        cognitions = combos_grid(COMBINATIONS, ("max", "minmax"), ("relu",), BETAS)
-        key = {"stage": "1b", "q": q, "clustering": "kmeans"}
-        scores = score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1b Q={q}", quality=True)
-        quality[q] = {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"], "pairs_share": scores["pairs"],
-                      "cognitions": cognitions}
-        stage1 += records_of(key, scores, cognitions, y)
-    cognitions = combos_grid(("difference",), ("none",), ("minmax",), ALL_BETAS)  # c
-    key = {"stage": "1c", "q": 6, "clustering": "kmeans", "paper": True}
-    stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, "1c paper"), cognitions, y)
-    for q, similarity, rows_normalised in itertools.product((3, 6), ("euclidean", "ssim", "correlation"), (False, True)):  # d
-        cognitions = combos_grid(("difference", "weighted"), ("max",), ("relu",), BETAS)
-        key = {"stage": "1d", "q": q, "clustering": "spectral", "similarity": similarity, "normalize_rows": rows_normalised}
-        desc = f"1d Q={q} {similarity} rows={rows_normalised}"
-        stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, desc), cognitions, y)
-    auto_q = analyse_auto_q(quality, y, gradcam)
+    if args.stage1:
+        stage1, auto_q = read_stage1(args.stage1), None  # auto_q is measured after stage 2 (below)
+    else:
+        for q in (3, 6):  # a
+            cognitions = combos_grid(COMBINATIONS, ("max", "minmax", "none"), ("relu", "minmax"), BETAS)
+            key = {"stage": "1a", "q": q, "clustering": "kmeans"}
+            stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1a Q={q}"), cognitions, y)
+        for q in range(2, 9):  # b
+            cognitions = combos_grid(COMBINATIONS, ("max", "minmax"), ("relu",), BETAS)
+            key = {"stage": "1b", "q": q, "clustering": "kmeans"}
+            scores = score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1b Q={q}", quality=True)
+            quality[q] = {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"], "pairs_share": scores["pairs"],
+                          "cognitions": cognitions}
+            stage1 += records_of(key, scores, cognitions, y)
+        cognitions = combos_grid(("difference",), ("none",), ("minmax",), ALL_BETAS)  # c
+        key = {"stage": "1c", "q": 6, "clustering": "kmeans", "paper": True}
+        stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, "1c paper"), cognitions, y)
+        for q, similarity, rows_normalised in itertools.product((3, 6), ("euclidean", "ssim", "correlation"), (False, True)):  # d
+            cognitions = combos_grid(("difference", "weighted"), ("max",), ("relu",), BETAS)
+            key = {"stage": "1d", "q": q, "clustering": "spectral", "similarity": similarity, "normalize_rows": rows_normalised}
+            desc = f"1d Q={q} {similarity} rows={rows_normalised}"
+            stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, desc), cognitions, y)
+        auto_q = analyse_auto_q(quality, y, gradcam)
     write_csv(stage1, args.out / "stage1.csv")
+    screen_data, screen_y = data, y
 
     # ---- stage 2: the decision on every tuning image and pair
     finalists = pick_finalists(stage1, gradcam_summary, args.finalists)
@@ -312,19 +335,47 @@ def main() -> None:
     choice = apply_rule(stage2, gradcam_summary2)
     write_csv(stage2, args.out / "stage2.csv")
     plot(stage1, gradcam_summary, args.out / "pareto.png")
-    settings = {
-        "data": [str(d) for d in args.data], "split": TUNING, "tuning_images": len(samples), "stage2_images": len(final), "screen_images": len(screen),
-        "screen_pairs": len(quality[3]["pairs_share"]), "stage2_pairs": len(data.pair_inputs),
-        "model": spec.name, "layer": spec.default_layer, "device": str(spec.device), "machine": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
-        "command": "python " + " ".join(sys.argv),
-    }
-    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in stage1]
-    (args.out / "tuning.json").write_text(json.dumps({
-        "settings": settings, "gradcam_stage1": gradcam_summary, "gradcam_stage2": gradcam_summary2,
-        "auto_q": auto_q, "choice": choice, "stage2": stage2, "stage1": clean}, indent=1, default=float))
+
+    def save(auto_q):
+        settings = {
+            "data": [str(d) for d in args.data], "split": TUNING, "tuning_images": len(samples), "stage2_images": len(final), "screen_images": len(screen),
+            "screen_pairs": len(screen_data.pair_inputs), "stage2_pairs": len(data.pair_inputs),
+            "model": spec.name, "layer": spec.default_layer, "device": str(spec.device), "machine": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
+            "command": "python " + " ".join(sys.argv),
+        }
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in stage1]
+        (args.out / "tuning.json").write_text(json.dumps({
+            "settings": settings, "gradcam_stage1": gradcam_summary, "gradcam_stage2": gradcam_summary2,
+            "auto_q": auto_q, "choice": choice, "stage2": stage2, "stage1": clean}, indent=1, default=float))
+
+    save(auto_q)
+    if args.stage1:
+        cognitions = combos_grid(COMBINATIONS, ("max",), ("relu",), (0.8, 1.0))
+        for q in range(2, 9):
+            key = {"q": q, "clustering": "kmeans"}
+            scores = score_config(spec, screen_data, make_factory(spec, key), cognitions, args.batch_size, f"auto-Q Q={q}", quality=True)
+            quality[q] = {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"],
+                          "pairs_share": scores["pairs"], "cognitions": cognitions}
+        auto_q = analyse_auto_q(quality, screen_y, gradcam_summary)
+        save(auto_q)
     print(json.dumps({"gradcam": gradcam_summary2, "choice": choice, "auto_q": auto_q}, indent=1, default=float))
+
+
+def read_stage1(path: Path) -> list[dict]:
+    """Stage-1 records from a ``stage1.csv`` written by an earlier run (figures only, no per-image data)."""
+    def flag(text):
+        return {"True": True, "False": False}.get(text)
+
+    rows = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({**row, "q": int(row["q"]), "beta": float(row["beta"]), "average_drop": float(row["average_drop"]),
+                         "increase": float(row["increase"]), "pair_share": float(row["pair_share"]),
+                         "paper": bool(flag(row.get("paper", ""))), "similarity": row.get("similarity") or None,
+                         "normalize_rows": flag(row.get("normalize_rows", ""))})
+    return rows
 
 
 def pick_finalists(stage1: list[dict], gradcam: dict, per_combination: int) -> list[dict]:
