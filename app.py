@@ -8,18 +8,24 @@ Named API endpoints (``gradio_client``; a ``Client`` keeps its session, so /rewe
 /retarget act on that client's last /explain). Inputs in order; ``target`` is "" (top-1), a class
 index as text ("285") or a class name; ``n_eigenvectors`` 0 means Q − 1:
 
-- ``/explain(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target)``
+- ``/explain(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
+  preset, similarity, normalize_rows)``
   → ``(overlay, heatmap, clusters, masked, scores, summary, downloads, summary_text, top5)``
 - ``/reweight(beta)`` → ``(overlay, heatmap, summary, downloads, summary_text)``, no forward pass
 - ``/retarget(target)`` → ``(overlay, heatmap, clusters, masked, scores, summary, downloads,
   summary_text, top5, target)``, no forward pass
 - ``/layers(model)`` → ``(layer dropdown update, layer table)``
 - ``/compare(image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
-  methods)`` → ``(gallery, table)``
-- ``/sweep_q(image, model, layer, beta, clustering, n_eigenvectors, sigma, theta, seed, target)``
+  methods, preset, similarity, normalize_rows)`` → ``(gallery, table)``
+- ``/sweep_q(image, model, layer, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
+  preset, similarity, normalize_rows)``
 - ``/sweep_layers(image, model, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target,
-  max_layers)``
-- ``/sweep_eigenvectors(image, model, layer, q, beta, sigma, theta, seed, target)`` → gallery
+  max_layers, preset, similarity, normalize_rows)``
+- ``/sweep_eigenvectors(image, model, layer, q, beta, sigma, theta, seed, target, preset, similarity,
+  normalize_rows)`` → gallery
+
+The last three inputs may be left out: they then take the page's defaults (the default preset,
+the Euclidean similarity, rows not normalised); an empty preset is the default one.
 """
 
 from __future__ import annotations
@@ -30,13 +36,13 @@ from typing import Any
 
 import gradio as gr
 
-from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
+from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
 from clustercam.zoo import DEFAULT_MODEL, available_models
 from clustercamapp import handlers, studies, text, views
 from clustercamapp.components import library_checked
 from clustercamapp.engine import get_model, model_choices
 from clustercamapp.memory import tune_allocator
-from clustercamapp.views import target_choices
+from clustercamapp.views import preset_choices, target_choices
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = ["chelsea.jpg", "coffee.jpg", "cat_and_coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg"]
@@ -104,6 +110,11 @@ def build_demo() -> gr.Blocks:
                     label="Layer (name · kind · channels×height×width)", filterable=True,
                     allow_custom_value=True, elem_id="layer",
                 )
+                preset = gr.Dropdown(
+                    choices=preset_choices(), value=DEFAULT_PRESET, label="Preset",
+                    info="Measured trade-offs: docs/benchmarks.md. Q, β and the clustering below override it.",
+                    allow_custom_value=True, elem_id="preset",  # the handler refuses unknown names with the list
+                )
                 q = gr.Slider(2, 16, value=DEFAULT_Q, step=1, label="Q: number of clusters", elem_id="q")
                 beta = gr.Slider(
                     0, 1, value=DEFAULT_BETA, step=0.01, label="β: weight of base against scissors (eq. 22)",
@@ -119,6 +130,15 @@ def build_demo() -> gr.Blocks:
                     )
                     sigma = gr.Number(0.2, label="σ of eq. 11", elem_id="sigma")
                     theta = gr.Slider(0, 0.99, value=0.0, step=0.01, label="θ: edge threshold of eq. 11", elem_id="theta")
+                    similarity = gr.Radio(
+                        [("Euclidean (eq. 17)", "euclidean"), ("SSIM (eq. 10)", "ssim"), ("Correlation (shape)", "correlation")],
+                        value=PRESETS[DEFAULT_PRESET].get("similarity", "euclidean"), label="Similarity of two maps",
+                        elem_id="similarity",
+                    )
+                    normalize_rows = gr.Checkbox(
+                        value=bool(PRESETS[DEFAULT_PRESET].get("normalize_rows", False)),
+                        label="Unit-length rows of the spectral embedding (Ng–Jordan–Weiss)", elem_id="normalize-rows",
+                    )
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                 top5 = gr.Radio(choices=[], label="Target class: the top-5 predictions", elem_id="top5")
                 target = gr.Dropdown(
@@ -209,11 +229,13 @@ def build_demo() -> gr.Blocks:
 
         settings = [image, model, layer, q, beta, clustering, n_eigenvectors, sigma, theta, seed, target]
         spectral = [sigma, theta, seed, target]
+        extra = [preset, similarity, normalize_rows]  # last, so that the older positions stay
         shown = [overlay, heatmap, clusters, masked, scores, summary, downloads, summary_md, top5]
         network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
         redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
 
-        run.click(handlers.explain, settings, [*shown, session], api_name="explain", **network)
+        run.click(handlers.explain, [*settings, *extra], [*shown, session], api_name="explain", **network)
+        preset.input(handlers.apply_preset, [preset], [q, beta, clustering, similarity, normalize_rows], api_visibility="private", queue=False)
         beta.input(
             handlers.reweight, [beta, session], [overlay, heatmap, summary, downloads, summary_md, session],
             api_name="reweight", **redraw,
@@ -223,17 +245,19 @@ def build_demo() -> gr.Blocks:
         model.change(handlers.layers, [model], [layer, layer_list], api_name="layers")
         image.change(handlers.reset_target, None, [target, top5, session], api_visibility="private", queue=False)
 
-        compare_run.click(studies.compare, [*settings, methods], [compare_gallery, compare_table], api_name="compare", **network)
+        compare_run.click(
+            studies.compare, [*settings, methods, *extra], [compare_gallery, compare_table], api_name="compare", **network
+        )
         sweep_q_run.click(
-            studies.sweep_q, [image, model, layer, beta, clustering, n_eigenvectors, *spectral], [sweep_q_gallery],
+            studies.sweep_q, [image, model, layer, beta, clustering, n_eigenvectors, *spectral, *extra], [sweep_q_gallery],
             api_name="sweep_q", **network,
         )
         sweep_layers_run.click(
-            studies.sweep_layers, [image, model, q, beta, clustering, n_eigenvectors, *spectral, max_layers],
+            studies.sweep_layers, [image, model, q, beta, clustering, n_eigenvectors, *spectral, max_layers, *extra],
             [sweep_layers_gallery], api_name="sweep_layers", **network,
         )
         sweep_k_run.click(
-            studies.sweep_eigenvectors, [image, model, layer, q, beta, *spectral], [sweep_k_gallery],
+            studies.sweep_eigenvectors, [image, model, layer, q, beta, *spectral, *extra], [sweep_k_gallery],
             api_name="sweep_eigenvectors", **network,
         )
         teach_outputs = [teach_overlay, teach_clusters, teach_masked, teach_md]

@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 read -r -a DATA <<< "${DATA:-../shared/eval/ilsvrc-val-650}"
 OUT="${OUT:-docs/benchmarks/reporting}"
 COMMON=(--channels-last --batch-size 8 --forward-batch-size 8 --steps 8 --no-progress)
-# Every Cluster-CAM preset (the default first: the reference of the intervals).
-CLUSTER="clustercam,clustercam:faithful,clustercam:discriminative,clustercam:spectral,clustercam:paper,clustercam:legacy"
+# Every Cluster-CAM preset, the default (`faithful`) first: the reference of the intervals.
+CLUSTER="clustercam,clustercam:discriminative,clustercam:spectral,clustercam:paper,clustercam:legacy"  # clustercam = faithful
 GRADIENT="gradcam,gradcam++,xgradcam"
-SMALL="--methods clustercam,clustercam:faithful,$GRADIENT --limit 40 --pairs 20"
+SMALL="--methods clustercam,clustercam:discriminative,$GRADIENT --limit 40 --pairs 20"
 
 declare -A RUNS=(
   [lite0-bn2]="--model efficientnet_lite0 --layer bn2 --methods $CLUSTER,gradcam,gradcam++,groupcam --pairs -1"

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 import gradio as gr
 import torch
 
+from clustercam.clustering import SIMILARITIES
 from clustercam.imaging import ImageError
-from clustercam.methods.cluster import check_beta
+from clustercam.methods.cluster import DEFAULT_PRESET, PRESETS, check_beta
 from clustercam.zoo import ModelSpec, WeightsUnavailableError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,11 +89,19 @@ def cluster_options(
     sigma: float | None,
     theta: float | None,
     seed: float | None,
+    preset: str | None = None,
+    similarity: str | None = None,
+    normalize_rows: bool | None = None,
 ) -> dict[str, Any]:
-    """Cluster-CAM's constructor options from the page's controls (K = 0 means Q − 1)."""
+    """Cluster-CAM's constructor options from the page's controls (K = 0 means Q − 1).
+
+    ``preset`` (empty: the library's default) sets how the scored cluster maps are combined;
+    Q and the clustering given here override it.
+    """
     if clustering not in ("kmeans", "spectral"):
         raise ValueError(f"Clustering must be 'kmeans' or 'spectral'; got {clustering!r}.")
     options: dict[str, Any] = {
+        "preset": check_preset(preset),
         "q": whole(q, "Q"),
         "clustering": clustering,
         "seed": whole(seed if seed is not None else 0, "The seed", 0),
@@ -105,7 +114,22 @@ def cluster_options(
             options["sigma"] = float(sigma)
         if theta is not None:
             options["theta"] = float(theta)
+        if similarity:
+            if similarity not in SIMILARITIES:
+                raise ValueError(f"The similarity must be one of {', '.join(SIMILARITIES)}; got {similarity!r}.")
+            options["similarity"] = similarity
+        if normalize_rows is not None:
+            options["normalize_rows"] = bool(normalize_rows)
     return options
+
+
+def check_preset(preset: str | None) -> str:
+    """A preset name (empty: the default one), refused with the list when unknown."""
+    if not preset:
+        return DEFAULT_PRESET
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose from {', '.join(PRESETS)}.")
+    return preset
 
 
 def checked_beta(beta: float | None) -> float:

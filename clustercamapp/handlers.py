@@ -17,11 +17,13 @@ from typing import Any
 import gradio as gr
 
 from clustercam.methods import DEFAULT_BETA
+from clustercam.methods.cluster import preset_options
 from clustercam.zoo import DEFAULT_MODEL, ModelSpec
 
 from . import views
 from .common import (
     PROGRESS,
+    check_preset,
     checked_beta,
     cluster_options,
     gpu,
@@ -110,6 +112,9 @@ def explain(
     theta: float | None,
     seed: float | None,
     target: str | None,
+    preset: str | None = None,
+    similarity: str | None = None,
+    normalize_rows: bool | None = None,
     progress: gr.Progress = PROGRESS,
 ) -> tuple[Any, ...]:
     """/explain → (overlay, heatmap, clusters, masked, scores plot, summary, downloads, summary
@@ -117,7 +122,7 @@ def explain(
     started, passes_before = time.perf_counter(), forward_images()
     beta = checked_beta(beta)
     data, name = read_image(image)
-    options = cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed)
+    options = cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed, preset, similarity, normalize_rows)
     progress(0.05, desc=f"Loading {model}")
     spec = get_model(model)
     layer = resolve_layer_name(spec, layer)
@@ -179,6 +184,18 @@ def retarget(target: str | None, session: Session) -> tuple[Any, ...]:
     return (
         shown["overlay"], shown["heatmap"], shown["clusters"], shown["masked"], shown["scores"],
         shown["summary"], shown["downloads"], shown["markdown"], shown["top5"], dropdown, session,
+    )
+
+
+@user_errors
+def apply_preset(preset: str | None) -> tuple[Any, ...]:
+    """Choosing a preset sets Q, β, the clustering and the spectral similarity to the preset's
+    (its normalisation and combination apply to the next Explain)."""
+    options = preset_options(check_preset(preset))
+    clustering = options.get("clustering", "kmeans")
+    return (
+        gr.update(value=options["q"]), gr.update(value=options["beta"]), gr.update(value=clustering),
+        gr.update(value=options.get("similarity", "euclidean")), gr.update(value=bool(options.get("normalize_rows", False))),
     )
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from clustercam import render
+from clustercam.clustering import cluster_quality
 from clustercam.imaging import ImageError, load_image
 from clustercam.methods import METHODS
 from clustercam.metrics import average_drop, explanation_scores, increase_in_confidence
@@ -87,6 +88,9 @@ def compare(
     seed: float | None,
     target: str | None,
     methods: Sequence[str] | None,
+    preset: str | None = None,
+    similarity: str | None = None,
+    normalize_rows: bool | None = None,
     progress: gr.Progress = PROGRESS,
 ) -> tuple[list[tuple[str, str]], pd.DataFrame]:
     """/compare → (gallery: the input then one overlay per method, table of costs and metrics).
@@ -104,7 +108,7 @@ def compare(
     unknown = [method for method in chosen if method not in METHODS]
     if unknown:
         raise gr.Error(f"Unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
-    options = {**cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed), "beta": beta}
+    options = {**cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed, preset, similarity, normalize_rows), "beta": beta}
     spec = get_model(model)
     layer = resolve_layer_name(spec, layer)
     wanted = target_index(spec, target)
@@ -152,17 +156,19 @@ def _sweep(
     target: str | None,
     progress: gr.Progress,
     desc: str,
+    quality: bool = False,
 ) -> list[tuple[str, str]]:
     """Explain the image once per ``(caption, layer, options)``, cached; overlays with captions.
 
     A setting the library refuses (e.g. Q above a layer's channels) is left out with a warning.
+    With ``quality`` each caption also gives the silhouette of that clustering, ★ on the highest.
     """
     beta = checked_beta(beta)
     data, name = read_image(image)
     spec = get_model(model)
     wanted = target_index(spec, target)
     folder = views.output_dir()
-    gallery, problems = [], []
+    gallery, problems, silhouettes = [], [], []
     for index, (caption, layer, options) in enumerate(progress.tqdm(settings, desc=desc)):
         try:
             entry, _ = explain_cached(data, name, spec, layer, options)
@@ -175,7 +181,15 @@ def _sweep(
         shown = render.overlay(entry.display, one.heatmaps[0])
         item = one[0]
         label = f"{caption} · base {item.base_index} · scissors {item.scissors_index} · {entry.compute_seconds:.1f} s"
+        if quality:
+            result = entry.explained.result
+            silhouette = cluster_quality(result.activations[0], result.labels[0])["silhouette"]
+            silhouettes.append(silhouette)
+            label += f" · silhouette {silhouette:.3f}"
         gallery.append((views.save_png(shown, folder / f"sweep_{index}.png"), label))
+    if silhouettes:
+        best = max(range(len(silhouettes)), key=lambda i: silhouettes[i])
+        gallery[best] = (gallery[best][0], gallery[best][1] + " ★")
     if not gallery:
         raise gr.Error("No setting of this sweep could be explained: " + "; ".join(problems))
     for problem in problems:
@@ -188,19 +202,21 @@ def _sweep(
 def sweep_q(
     image: str | None, model: str, layer: str | None, beta: float, clustering: str,
     n_eigenvectors: float | None, sigma: float | None, theta: float | None, seed: float | None,
-    target: str | None, progress: gr.Progress = PROGRESS,
+    target: str | None, preset: str | None = None, similarity: str | None = None,
+    normalize_rows: bool | None = None, progress: gr.Progress = PROGRESS,
 ) -> list[tuple[str, str]]:
     """/sweep_q → gallery of heatmaps for Q = 2…8 (the paper's Fig. 6), other settings fixed.
 
-    With spectral clustering and K = 0 (automatic), K follows Q (K = Q − 1).
+    With spectral clustering and K = 0 (automatic), K follows Q (K = Q − 1). Each caption gives
+    the silhouette score of that clustering (scikit-learn; ★ marks the highest).
     """
     spec = get_model(model)
     layer = resolve_layer_name(spec, layer)
     settings = [
-        (f"Q = {q}", layer, cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed))
+        (f"Q = {q}", layer, cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed, preset, similarity, normalize_rows))
         for q in SWEEP_Q_VALUES
     ]
-    return _sweep(image, model, settings, beta, target, progress, "Q")
+    return _sweep(image, model, settings, beta, target, progress, "Q", quality=True)
 
 
 def _spread(items: list[str], count: int) -> list[str]:
@@ -244,7 +260,8 @@ def sweep_layer_selection(spec: ModelSpec, max_layers: int) -> list[LayerInfo]:
 def sweep_layers(
     image: str | None, model: str, q: float, beta: float, clustering: str,
     n_eigenvectors: float | None, sigma: float | None, theta: float | None, seed: float | None,
-    target: str | None, max_layers: float, progress: gr.Progress = PROGRESS,
+    target: str | None, max_layers: float, preset: str | None = None, similarity: str | None = None,
+    normalize_rows: bool | None = None, progress: gr.Progress = PROGRESS,
 ) -> list[tuple[str, str]]:
     """/sweep_layers → gallery of heatmaps over the model's depth (the paper's Fig. 5).
 
@@ -252,7 +269,7 @@ def sweep_layers(
     layer as ``name · kind · channels×height×width``.
     """
     spec = get_model(model)
-    options = cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed)
+    options = cluster_options(q, clustering, n_eigenvectors, sigma, theta, seed, preset, similarity, normalize_rows)
     chosen = sweep_layer_selection(spec, whole(max_layers, "The number of layers", 1))
     settings = [(info.label, info.name, options) for info in chosen]
     return _sweep(image, model, settings, beta, target, progress, "Layers")
@@ -263,12 +280,14 @@ def sweep_layers(
 def sweep_eigenvectors(
     image: str | None, model: str, layer: str | None, q: float, beta: float,
     sigma: float | None, theta: float | None, seed: float | None, target: str | None,
+    preset: str | None = None, similarity: str | None = None, normalize_rows: bool | None = None,
     progress: gr.Progress = PROGRESS,
 ) -> list[tuple[str, str]]:
     """/sweep_eigenvectors → gallery of spectral Cluster-CAM heatmaps for K = 1…8 (Fig. 7)."""
     spec = get_model(model)
     layer = resolve_layer_name(spec, layer)
     settings = [
-        (f"K = {k}", layer, cluster_options(q, "spectral", k, sigma, theta, seed)) for k in SWEEP_K_VALUES
+        (f"K = {k}", layer, cluster_options(q, "spectral", k, sigma, theta, seed, preset, similarity, normalize_rows))
+        for k in SWEEP_K_VALUES
     ]
     return _sweep(image, model, settings, beta, target, progress, "K")

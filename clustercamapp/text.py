@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
+from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q
 
 #: LaTeX delimiters of every ``gr.Markdown`` that shows equations ($…$ inline, $$…$$ display).
 LATEX = [
@@ -19,7 +19,7 @@ Upload an image or pick an example, then press **Explain**.
 
 EXPLAIN_NOTE = f"""Moving **β** or picking another **target class** redraws at once from the cached
 explanation (no new forward pass). Q, the layer, the model or the clustering options need
-**Explain** again. Defaults: Q = {DEFAULT_Q}, β = {DEFAULT_BETA}."""
+**Explain** again. Default: the `{DEFAULT_PRESET}` preset (Q = {DEFAULT_Q}, β = {DEFAULT_BETA})."""
 
 COMPARE_NOTE = """Every method explains the same image, layer and target class as the Explain tab
 (Cluster-CAM with its Q, β and clustering). Each tile gives the method's time, its forward and
@@ -50,8 +50,11 @@ softmax probability of $c$.
 1. **Feature maps.** One forward pass captures the $N$ feature maps $F_1, \dots, F_N$ of the chosen
    layer (each $h \times w$).
 2. **Clustering.** The maps are grouped into $Q$ clusters $\mathbb{Q}_1, \dots, \mathbb{Q}_Q$ with
-   K-means, or with spectral clustering on the similarity $S(i,j) = \exp\{-\lVert F_i - F_j \rVert\}$
-   (eq. 17) using the $K$ smoothest eigenvectors of the graph Laplacian.
+   K-means (what the paper uses for its measurements, §4.3), or with spectral clustering on a
+   similarity $S(i,j)$ (eq. 10) using the $K$ smoothest non-trivial eigenvectors of the graph
+   Laplacian. The paper's eq. 17, $S(i,j) = \exp\{-\lVert F_i - F_j \rVert\}$, compares how
+   *strongly* two maps fire; SSIM (eq. 10) or correlation compare *where* they fire, which is what
+   lets base and scissors follow the class on a two-object image.
 3. **Cluster maps** (eq. 18), one representative map per cluster:
 $$\tilde F_q = \operatorname{mean}\{F_n : n \in \mathbb{Q}_q\}, \qquad q = 1, \dots, Q.$$
 4. **Scores** (eq. 19). Each $\tilde F_q$ is upsampled to the image size and scaled to $[0, 1]$
@@ -62,8 +65,16 @@ $$y_q = S_c(H_q \circ X), \qquad \mathbf{y} = [y_1, \dots, y_Q]^T.$$
 $$\tilde F_{\text{base}} = \tilde F_{q_{\max}},\ q_{\max} = \arg\max_q y_q, \qquad \tilde F_{\text{scissors}} = \tilde F_{q_{\min}},\ q_{\min} = \arg\min_q y_q.$$
 6. **Heatmap** (eq. 22), with the balance $\beta \in [0, 1]$:
 $$H^{\text{Cluster}} = \beta\,\tilde F_{\text{base}} - (1 - \beta)\,\tilde F_{\text{scissors}}.$$
-   Here both maps are the $[0, 1]$ masks that were scored, and the result keeps its positive part
-   scaled to $[0, 1]$: the scissors *cut away* what speaks against the class.
+   The paper does not say how the two maps are scaled before they are subtracted, nor how the
+   result is brought to $[0, 1]$. The **Preset** decides: `paper` takes eq. 22 literally on the raw
+   cluster means and min–max scales the result; `discriminative` subtracts the scaled maps and
+   keeps the positive part, so the scissors *cut away* what speaks against the class; the default,
+   `faithful`, keeps the base only where the scissors are weak ($B \odot (1 - (1-\beta)S)$, the
+   scissors remove but never push below zero); `spectral` weights all cluster maps by their
+   scores. $\beta = 1$ is the base alone. No preset beat Grad-CAM on faithfulness *and* matched its
+   class-discriminativeness on the photographs the presets were chosen on: `faithful` gives up
+   some of the second for the first, `discriminative` the reverse. How each was chosen, and how
+   it measured on photographs its choice never saw, is in the project's `docs/benchmarks.md`.
 
 **Cost:** $1 + Q$ forward passes and no backward pass (Score-CAM needs $1 + N$, i.e. 1,281 for
 EfficientNet-Lite0's last layer). Because the clusters do not depend on the class and the masked

@@ -24,7 +24,8 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from clustercam import render
-from clustercam.methods import ClusterCAMResult, ClusterExplanation
+from clustercam.methods import PRESETS, ClusterCAMResult, ClusterExplanation
+from clustercam.methods.cluster import PRESET_NOTES
 from clustercam.pipeline import summary as library_summary
 from clustercam.zoo import ModelSpec
 
@@ -84,6 +85,11 @@ def view_result(entry: CachedExplanation, target: int | None, beta: float) -> Cl
 
 def class_label(spec: ModelSpec, index: int) -> str:
     return f"{spec.categories[index]} · #{index}"
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    """Choices of the preset dropdown: each preset with what it is for."""
+    return [(f"{name} — {PRESET_NOTES.get(name, '')}".rstrip(" —"), name) for name in PRESETS]
 
 
 def target_choices(spec: ModelSpec) -> list[tuple[str, str]]:

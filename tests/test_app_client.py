@@ -184,3 +184,38 @@ def test_compare_and_sweep_endpoints(client):
         api_name="/sweep_layers",
     )
     assert len(layers) == 2 and layers[-1]["caption"].startswith("bn2 · ")
+
+
+def test_a_preset_and_the_spectral_similarity_through_the_api(client):
+    from clustercam.methods import PRESETS
+
+    paper = PRESETS["paper"]
+    answer = client.predict(
+        handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "", paper["q"], paper["beta"], "kmeans", 0, 0.2, 0.0, 0,
+        "Egyptian cat", "paper", "euclidean", False, api_name="/explain",
+    )
+    summary = answer[5]
+    assert summary["preset"] == "paper" and summary["normalization"] == paper["normalization"]
+    assert summary["combination"] == paper["combination"] and len(answer[2]) == paper["q"]
+    spectral = client.predict(
+        handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "", 3, 0.9, "spectral", 0, 0.2, 0.0, 0,
+        "Egyptian cat", "", "correlation", True, api_name="/explain",
+    )
+    assert spectral[5]["method"] == "clustercam" and len(spectral[2]) == 3
+    with pytest.raises(AppError, match="Unknown preset"):
+        client.predict(
+            handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", 3, 0.5, "kmeans", 0, 0.2, 0.0, 0, "", "best", "euclidean",
+            False, api_name="/explain",
+        )
+
+
+def test_the_q_sweep_shows_the_silhouette_of_each_clustering(client):
+    gallery = client.predict(
+        handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "",
+        api_name="/sweep_q",
+    )
+    captions = [item["caption"] for item in gallery]
+    assert [c.split(" · ")[0] for c in captions] == [f"Q = {q}" for q in range(2, 9)]
+    values = [float(c.split("silhouette ")[1].split()[0]) for c in captions]
+    assert all(-1 <= v <= 1 for v in values)
+    assert sum("★" in c for c in captions) == 1 and "★" in captions[values.index(max(values))]

@@ -123,3 +123,35 @@ def test_odd_image_modes_are_explained(tmp_path, mode):
     out = tmp_path / "out"
     assert main(["explain", str(path), "--q", "4", "--out", str(out)]) == 0
     assert np.load(out / "heatmap.npy").shape == (300, 451)
+
+
+def test_presets_and_the_cluster_quality_in_the_summary(tmp_path, capsys):
+    from clustercam.methods import PRESETS
+
+    out = tmp_path / "paper"
+    assert main(["explain", str(ASSETS / "coffee.jpg"), "--preset", "paper", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    paper = PRESETS["paper"]
+    assert summary["preset"] == "paper"
+    assert [summary[key] for key in ("q", "beta", "normalization", "output", "combination")] == [
+        paper[key] for key in ("q", "beta", "normalization", "output", "combination")
+    ]
+    quality = summary["cluster_quality"]
+    assert sorted(int(q) for q in quality) == list(range(2, 9))
+    assert all(-1 <= values["silhouette"] <= 1 and values["calinski_harabasz"] > 0 for values in quality.values())
+    best = max(quality, key=lambda q: quality[q]["silhouette"])
+    assert f"highest at Q = {best}" in capsys.readouterr().out
+    # explicit options override the preset; --no-quality leaves the scores out
+    out = tmp_path / "override"
+    assert main(["explain", str(ASSETS / "coffee.jpg"), "--preset", "paper", "--q", "4", "--no-quality", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["q"] == 4 and summary["normalization"] == paper["normalization"] and "cluster_quality" not in summary
+
+
+def test_spectral_similarity_from_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    status = main(["explain", str(ASSETS / "cat_and_coffee.jpg"), "--clustering", "spectral", "--similarity", "ssim",
+                   "--q", "3", "--target", "Egyptian cat", "--no-quality", "--out", str(out)])
+    assert status == 0
+    heatmap = np.load(out / "heatmap.npy")
+    assert heatmap[:, :450].sum() / heatmap.sum() >= 0.7  # shape-based similarity: the cat, on the left

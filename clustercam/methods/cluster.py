@@ -59,13 +59,27 @@ Clustering = Literal["kmeans", "spectral"]
 _SPECTRAL_OPTIONS = {"n_eigenvectors", "sigma", "theta", "laplacian", "scale", "similarity", "normalize_rows"}
 _KMEANS_OPTIONS = {"max_iter"}
 
-#: Named configurations (module docstring); every key is a :class:`ClusterCAM` argument.
+#: Named configurations (module docstring); every key is a :class:`ClusterCAM` argument. All but
+#: ``legacy`` were picked on the tuning part by the rule of docs/protocol.md
+#: (``benchmarks/sweep_defaults.py``; the choice is in docs/benchmarks/tuning/choice.json).
 PRESETS: dict[str, dict] = {
-    "paper": {"q": 6, "beta": 0.8, "clustering": "kmeans", "normalization": "none", "output": "minmax", "combination": "difference"},
+    "faithful": {"q": 8, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu", "combination": "gated"},
+    "discriminative": {"q": 8, "beta": 0.8, "clustering": "kmeans", "normalization": "minmax", "output": "relu", "combination": "difference"},
+    "spectral": {"q": 6, "beta": 0.5, "clustering": "spectral", "normalization": "max", "output": "relu", "combination": "weighted",
+                 "similarity": "correlation", "normalize_rows": True},
+    "paper": {"q": 6, "beta": 0.5, "clustering": "kmeans", "normalization": "none", "output": "minmax", "combination": "difference"},
     "legacy": {"q": 3, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu", "combination": "difference"},
 }
+#: One line per preset: what it is for and its measured trade-off (docs/benchmarks.md).
+PRESET_NOTES: dict[str, str] = {
+    "faithful": "most faithful: the base gated by the scissors, Q = 8",
+    "discriminative": "most class-discriminative among those not less faithful than Grad-CAM: eq. 22, Q = 8",
+    "spectral": "spectral clustering, maps compared by correlation, score-weighted base, Q = 6",
+    "paper": "eq. 22 exactly as printed (raw cluster means, min–max scaled), Q = 6",
+    "legacy": "the earlier defaults (Q = 3, β = 0.8), chosen on photographs they were also reported on",
+}
 #: The preset :class:`ClusterCAM` follows when none is named.
-DEFAULT_PRESET = "legacy"
+DEFAULT_PRESET = "faithful"
 DEFAULTS: dict = PRESETS[DEFAULT_PRESET]
 DEFAULT_Q: int = DEFAULTS["q"]
 DEFAULT_BETA: float = DEFAULTS["beta"]
@@ -99,6 +113,28 @@ class Cognition:
         return cognition_heatmaps(masks, cluster_maps, scores, self.beta, self.normalization, self.output, self.combination)
 
 
+class CognitionSettings:
+    """``beta``, ``normalization``, ``output`` and ``combination`` read from ``self.cognition``."""
+
+    cognition: Cognition
+
+    @property
+    def beta(self) -> float:
+        return self.cognition.beta
+
+    @property
+    def normalization(self) -> str:
+        return self.cognition.normalization
+
+    @property
+    def output(self) -> str:
+        return self.cognition.output
+
+    @property
+    def combination(self) -> str:
+        return self.cognition.combination
+
+
 @dataclass
 class ClusterExplanation(Explanation):
     """One image's Cluster-CAM explanation with every intermediate."""
@@ -114,7 +150,7 @@ class ClusterExplanation(Explanation):
 
 
 @dataclass
-class ClusterCAMResult(CAMResult):
+class ClusterCAMResult(CognitionSettings, CAMResult):
     """Cluster-CAM on a batch: the heatmaps plus every intermediate, per image.
 
     Attributes (batched, ``B`` first):
@@ -137,22 +173,6 @@ class ClusterCAMResult(CAMResult):
     base_index: torch.Tensor | None = None
     scissors_index: torch.Tensor | None = None
     cognition: Cognition = field(default_factory=Cognition)
-
-    @property
-    def beta(self) -> float:
-        return self.cognition.beta
-
-    @property
-    def normalization(self) -> str:
-        return self.cognition.normalization
-
-    @property
-    def output(self) -> str:
-        return self.cognition.output
-
-    @property
-    def combination(self) -> str:
-        return self.cognition.combination
 
     def recombine(self, **changes) -> ClusterCAMResult:
         """The same explanation with other ``beta``/``normalization``/``output``/``combination``
@@ -194,7 +214,7 @@ class ClusterCAMResult(CAMResult):
         )
 
 
-class ClusterCAM(BaseCAM):
+class ClusterCAM(CognitionSettings, BaseCAM):
     """Cluster-CAM: cluster the layer's maps, score each cluster's mean map, combine best and worst.
 
     Args:
@@ -255,22 +275,6 @@ class ClusterCAM(BaseCAM):
         self.n_init = int(n_init)
         # the preset's own clustering options apply where its clustering is used
         self.clustering_options = {**{k: v for k, v in options.items() if k in allowed}, **clustering_options}
-
-    @property
-    def beta(self) -> float:
-        return self.cognition.beta
-
-    @property
-    def normalization(self) -> str:
-        return self.cognition.normalization
-
-    @property
-    def output(self) -> str:
-        return self.cognition.output
-
-    @property
-    def combination(self) -> str:
-        return self.cognition.combination
 
     def cluster(self, maps: torch.Tensor, q: int | None = None) -> torch.Tensor:
         """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps (into ``q`` clusters, default Q)."""
