@@ -16,10 +16,15 @@ For each image:
    :mod:`clustercam.methods.cognition` (``combination``), from the cluster maps normalised by
    ``normalization`` and scaled into ``[0, 1]`` by ``output`` (defaults: :data:`DEFAULTS`).
 
-**Presets** (:data:`PRESETS`) name whole configurations: ``"paper"`` is eq. 22 exactly as printed
-(raw cluster means, ``normalization="none"``, then min–max scaled, the usual CAM scaling, which the
-paper leaves unsaid; Q = 6 as its Table 2), and the others were chosen on the tuning part of the
-evaluation photographs by the rule in ``docs/benchmarks.md``, with their measured trade-off there.
+**Presets** (:data:`PRESETS`) name whole configurations, chosen on the tuning part of the
+evaluation photographs by the rule of ``docs/protocol.md`` (their trade-offs, measured on the
+reporting part, are in ``docs/benchmarks.md``). No configuration was both more faithful than
+Grad-CAM and as class-discriminative, so the default follows the paper's claim of faithfulness:
+``"faithful"`` (K-means, Q = 8, the ``"gated"`` combination, β = 0.8). ``"discriminative"`` is
+eq. 22 at Q = 8; ``"spectral"`` clusters spectrally with maps compared by correlation;
+``"paper"`` is eq. 22 exactly as printed (raw cluster means, ``normalization="none"``, then
+min–max scaled, the usual CAM scaling, which the paper leaves unsaid; Q = 6 as its Table 2, β at
+its most faithful); ``"legacy"`` keeps the earlier Q = 3 defaults for comparison.
 
 Network cost per image: ``1 + Q`` forward passes and no backward pass. The clustering does not
 depend on the target class and the masked passes return every class's probability, so
