@@ -110,7 +110,7 @@ def score_config(spec, data: Data, make_cam, cognitions, batch: int, desc: str, 
         probabilities = masked_probabilities(spec.model, x, heatmaps, batch_size=8)
         o_rows.append(probabilities.gather(2, t.view(-1, 1, 1).expand(-1, len(cognitions), 1)).squeeze(2).cpu())
         if quality:
-            qualities += [cluster_quality(result.activations_for_quality[i], result.labels[i]) for i in range(len(x))]
+            qualities += [cluster_quality(result.activations[i], result.labels[i]) for i in range(len(x))]
     for start in range(0, len(data.pair_inputs), 4):
         rows = slice(start, start + 4)
         left = cam(data.pair_inputs[rows], data.left[rows])
@@ -120,7 +120,7 @@ def score_config(spec, data: Data, make_cam, cognitions, batch: int, desc: str, 
         rshare = metrics.half_shares(heatmap_grid(right, cognitions).flatten(0, 1), split)[1]
         shares.append(((lshare + rshare) / 2).view(-1, len(cognitions)).cpu())
         if quality:
-            pair_qualities += [cluster_quality(left.activations_for_quality[i], left.labels[i]) for i in range(left.labels.shape[0])]
+            pair_qualities += [cluster_quality(left.activations[i], left.labels[i]) for i in range(left.labels.shape[0])]
     out = {"o": torch.cat(o_rows).double().numpy(), "pairs": torch.cat(shares).double().numpy()}
     if quality:
         out["quality"] = qualities
@@ -179,24 +179,13 @@ def options_of(row: dict) -> dict:
 
 def make_factory(spec, row: dict):
     options = clustering_of(row)
-    return lambda: QualityCAM(spec, **options)
+    return lambda: clustercam.ClusterCAM(spec, **options)
 
 
-class QualityCAM(clustercam.ClusterCAM):
-    """ClusterCAM that keeps the activations, for the cluster-quality scores of stage 1b."""
-
-    def explain(self, state):
-        saliency = super().explain(state)
-        saliency.extras["activations_for_quality"] = state.activations.flatten(2).cpu()
-        return saliency
-
-    def make_result(self, state, **fields):
-        extras = dict(fields["extras"])
-        activations = extras.pop("activations_for_quality")
-        fields["extras"] = extras
-        result = super().make_result(state, **fields)
-        result.activations_for_quality = activations
-        return result
+def quality_entry(scores: dict, cognitions: list[Cognition]) -> dict:
+    """One Q's cluster-quality scores and heatmap figures, as :func:`analyse_auto_q` reads them."""
+    return {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"], "pairs_share": scores["pairs"],
+            "cognitions": cognitions}
 
 
 def interval_rows(rows: list[dict], gradcam: dict, y: np.ndarray) -> list[dict]:
@@ -295,8 +284,7 @@ def main() -> None:
             cognitions = combos_grid(COMBINATIONS, ("max", "minmax"), ("relu",), BETAS)
             key = {"stage": "1b", "q": q, "clustering": "kmeans"}
             scores = score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1b Q={q}", quality=True)
-            quality[q] = {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"], "pairs_share": scores["pairs"],
-                          "cognitions": cognitions}
+            quality[q] = quality_entry(scores, cognitions)
             stage1 += records_of(key, scores, cognitions, y)
         cognitions = combos_grid(("difference",), ("none",), ("minmax",), ALL_BETAS)  # c
         key = {"stage": "1c", "q": 6, "clustering": "kmeans", "paper": True}
@@ -356,8 +344,7 @@ def main() -> None:
         for q in range(2, 9):
             key = {"q": q, "clustering": "kmeans"}
             scores = score_config(spec, screen_data, make_factory(spec, key), cognitions, args.batch_size, f"auto-Q Q={q}", quality=True)
-            quality[q] = {"images": scores["quality"], "pairs": scores["pair_quality"], "o": scores["o"],
-                          "pairs_share": scores["pairs"], "cognitions": cognitions}
+            quality[q] = quality_entry(scores, cognitions)
         auto_q = analyse_auto_q(quality, screen_y, gradcam_summary)
         save(auto_q)
     print(json.dumps({"gradcam": gradcam_summary2, "choice": choice, "auto_q": auto_q}, indent=1, default=float))
