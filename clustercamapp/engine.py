@@ -47,6 +47,10 @@ from PIL import Image
 from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
+#: Requests doing network work at once (explain, compare, sweeps); cheap redraws get more.
+NETWORK_CONCURRENCY = int(os.environ.get("CLUSTERCAM_APP_CONCURRENCY", 2))
+REDRAW_CONCURRENCY = 8
+QUEUE_SIZE = int(os.environ.get("CLUSTERCAM_APP_QUEUE_SIZE", 64))
 #: Explanations kept server-side (LRU); ``CLUSTERCAM_APP_CACHE_SIZE`` overrides it.
 CACHE_SIZE = int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32))
 #: Seconds an explanation stays usable after its last use; ``CLUSTERCAM_APP_CACHE_TTL`` overrides it.
@@ -103,8 +107,16 @@ def model_lock(name: str) -> threading.Lock:
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """``(title, name)`` of every model the app offers, embedded (offline) ones first."""
-    return [(MODELS[name].title if name in MODELS else name, name) for name in available_models()]
+    """``(title, name)`` of every model the app offers, embedded (offline) ones first; a model
+    whose weights need a download says so in its title."""
+    choices = []
+    for name in available_models():
+        entry = MODELS.get(name)
+        title = entry.title if entry else name
+        if entry is None or not entry.offline:
+            title += " · downloads its weights (needs the internet once)"
+        choices.append((title, name))
+    return choices
 
 
 @functools.lru_cache(maxsize=len(MODELS))

@@ -17,15 +17,34 @@ network how much each group's region alone supports a class, and combines the be
 Upload an image or pick an example, then press **Explain**.
 """
 
-EXPLAIN_NOTE = f"""Moving **β** or picking another **target class** redraws at once from the cached
-explanation (no new forward pass). Q, the layer, the model or the clustering options need
-**Explain** again. Default: the `{DEFAULT_PRESET}` preset (Q = {DEFAULT_Q}, β = {DEFAULT_BETA})."""
+EXPLAIN_NOTE = f"""Press **Explain** (or an example). Then move **β** or pick another **class**
+beside the heatmap: they redraw at once from the same explanation, with no new forward pass.
+Default: the `{DEFAULT_PRESET}` preset (Q = {DEFAULT_Q}, β = {DEFAULT_BETA})."""
 
-COMPARE_NOTE = """Every method explains the same image, layer and target class as the Explain tab
-(Cluster-CAM with its Q, β and clustering). Each tile gives the method's time, its forward and
-backward passes, and for this one image its **average drop** $100\\cdot\\max(0, Y-O)/Y$ (lower is
-better) and whether the confidence **increased** ($O > Y$), where $Y$ is the class probability of
-the image and $O$ that of the image masked by the heatmap. Score-CAM needs one forward pass per
+KEY = """**How to read the tiles**
+
+The network's feature maps are grouped into **clusters**; each tile is one cluster's mean map.
+Each cluster's map is used as a mask on the image, and the network scores what is left.
+
+- **BASE** (solid blue frame): the cluster whose region alone best keeps the class — *what
+  the network looks at*.
+- **SCISSORS** (dashed orange frame): the cluster whose region alone worst keeps it — *what
+  speaks least for the class*, cut away from the base.
+- **β** mixes them: 1 = the base alone; lower β lets the scissors cut more.
+
+<small>Paper: clusters eq. 18, scores eq. 19, base and scissors eqs. 20–21, heatmap eq. 22.</small>
+"""
+
+SHARE_NOTE = """**Share:** the link button copies an address that reopens this page with the same image,
+settings and result (kept as long as the server keeps its files, about an hour).
+**Download:** the zip holds every picture on this tab, the heatmap as `.npy` (float32, the
+network's input size) and `summary.json` — what `clustercam explain` writes."""
+
+COMPARE_NOTE = """Every method explains the same image, layer and class as the Explain tab (Cluster-CAM with
+its Q, β and clustering). Under each heatmap: its **average drop** $100\\cdot\\max(0, Y-O)/Y$
+(lower is better), where $Y$ is the class probability of the image and $O$ that of the image
+masked by the heatmap; the table adds the time, the forward and backward passes and whether the
+confidence **increased** ($O > Y$). Score-CAM needs one forward pass per
 channel (about a minute per image on a CPU): it is unticked by default there."""
 
 SWEEP_Q_NOTE = """**Number of clusters** (the paper's Fig. 6): Q = 2, 3, …, 8 with every other
@@ -81,11 +100,12 @@ EfficientNet-Lite0's last layer). Because the clusters do not depend on the clas
 passes give every class's probability, another **target** or another **β** costs no network work
 at all: this app redraws them instantly.
 
-In the pictures, the **base** cluster is framed **green** and the **scissors** cluster **red**,
-as in the paper's Fig. 3.
+In the pictures, the **base** cluster has a solid blue frame and the **scissors** cluster a dashed
+orange one (the paper's Fig. 3 uses green and red, which look alike to many readers).
 """
 
 TEACH = """## Two objects, one set of clusters
 `cat_and_coffee.jpg` puts a cat (left) beside an espresso (right). Cluster-CAM clusters the maps
 once; explaining *Egyptian cat* or *espresso* only re-reads the scores of the masked images.
-Press the two buttons and watch which cluster is the base (green) and which the scissors (red)."""
+Press the two buttons and watch which cluster is the base (solid frame) and which the scissors
+(dashed frame)."""

@@ -101,6 +101,7 @@ class AblationCAM(WeightedCAM):
     """
 
     name = "ablationcam"
+    title = "Ablation-CAM"
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ through only the layers after the target layer counts too); backward passes like
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Sequence
@@ -156,8 +157,19 @@ class BaseCAM:
     call, so leaving the context (or not using one) never leaks a hook.
     """
 
+    #: Registry name (``METHODS``), the title people read (app, plots, tables), and whether the
+    #: method is too slow to run by default on a CPU (one forward pass per channel: Score-CAM).
     name: ClassVar[str] = "base"
+    title: ClassVar[str] = "CAM"
+    slow_on_cpu: ClassVar[bool] = False
     needs_gradients: ClassVar[bool] = False
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The keyword options a caller may pass to this method's constructor (besides
+        ``batch_size``): what the CLI and the app forward to it and nothing else."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "batch_size")
 
     def __init__(self, model, layer: str | nn.Module | None = None, *, batch_size: int = 64):
         spec = model if hasattr(model, "default_layer") and hasattr(model, "model") else None

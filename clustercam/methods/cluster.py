@@ -241,6 +241,12 @@ class ClusterCAM(CognitionSettings, BaseCAM):
     """
 
     name = "clustercam"
+    title = "Cluster-CAM"
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The constructor's keyword options and the clustering options it passes on."""
+        return (*super().option_names(), *sorted(_SPECTRAL_OPTIONS | _KMEANS_OPTIONS))
 
     def __init__(
         self,

@@ -74,6 +74,7 @@ class GradCAM(WeightedCAM):
     """
 
     name = "gradcam"
+    title = "Grad-CAM"
     needs_gradients = True
 
     def weights(self, state: ForwardState) -> ChannelWeights:
@@ -88,6 +89,7 @@ class GradCAMPlusPlus(WeightedCAM):
     """
 
     name = "gradcam++"
+    title = "Grad-CAM++"
     needs_gradients = True
 
     def weights(self, state: ForwardState) -> ChannelWeights:
@@ -118,6 +120,7 @@ class SmoothGradCAMPlusPlus(WeightedCAM):
     """
 
     name = "smoothgradcam++"
+    title = "Smooth Grad-CAM++"
     needs_gradients = False  # the clean pass only fixes F and the target class
 
     def __init__(
@@ -179,6 +182,7 @@ class XGradCAM(WeightedCAM):
     """
 
     name = "xgradcam"
+    title = "XGrad-CAM"
     needs_gradients = True
 
     def weights(self, state: ForwardState) -> ChannelWeights:

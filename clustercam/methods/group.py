@@ -71,6 +71,7 @@ class GroupCAM(BaseCAM):
     """
 
     name = "groupcam"
+    title = "Group-CAM"
     needs_gradients = True
 
     def __init__(

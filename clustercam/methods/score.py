@@ -64,6 +64,8 @@ class ScoreCAM(WeightedCAM):
     """
 
     name = "scorecam"
+    title = "Score-CAM"
+    slow_on_cpu = True
 
     def __init__(
         self,

@@ -1,0 +1,182 @@
+"""The controls every tab shares, built once: :func:`build_controls` → :class:`Controls`.
+
+Two groups, as a user meets them:
+
+- **Settings that need a new forward pass** (image, model, layer, preset, Q, clustering and its
+  options) sit in the left column with the Explain button right under the image;
+- **Instant controls** (β, the target class, the colormap) are made here but placed by the
+  Explain tab next to the heatmap (``render=False`` here, ``.render()`` there), because moving
+  them redraws from the cached explanation and the user should watch the heatmap while doing it.
+
+Tabs read the shared values through :meth:`Controls.settings`, whose order is the settings block
+of every network endpoint (:data:`clustercamapp.settings.SETTING_NAMES`).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from clustercam import render
+from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
+from clustercam.methods.cluster import preset_options
+from clustercam.zoo import ModelSpec, WeightsUnavailableError
+
+from . import drawing
+from .common import user_errors
+from .components import library_checked
+from .engine import get_model, model_choices
+from .settings import SETTING_NAMES, check_preset
+
+
+@dataclass
+class Controls:
+    """The shared components (see the module docstring)."""
+
+    image: gr.Image
+    explain: gr.Button
+    examples_slot: gr.Column
+    model: gr.Dropdown
+    layer: gr.Dropdown
+    preset: gr.Dropdown
+    q: gr.Slider
+    clustering: gr.Radio
+    n_eigenvectors: gr.Slider
+    sigma: gr.Number
+    theta: gr.Slider
+    similarity: gr.Radio
+    normalize_rows: gr.Checkbox
+    seed: gr.Number
+    beta: gr.Slider
+    top5: gr.Radio
+    target: gr.Dropdown
+    colormap: gr.Dropdown
+    model_in_use: gr.State
+    spec: ModelSpec
+
+    def settings(self) -> list[gr.components.Component]:
+        """The settings block, in the order of :data:`~clustercamapp.settings.SETTING_NAMES`."""
+        return [getattr(self, name) for name in SETTING_NAMES]
+
+    def choose_model(self, model: str, in_use: str) -> dict[Any, Any]:
+        """A new model: its layers (default selected) and classes. One that cannot be loaded
+        (no network for its weights) puts the previous model back and says why, until closed."""
+        try:
+            spec = get_model(model)
+        except (ValueError, WeightsUnavailableError) as error:
+            gr.Warning(html.escape(str(error), quote=False), duration=None, title=f"{model} cannot be used now")
+            return {self.model: in_use}
+        return {
+            self.layer: gr.Dropdown(choices=[(info.label, info.name) for info in spec.layers()], value=spec.default_layer),
+            self.target: gr.Dropdown(choices=drawing.target_choices(spec), value=""),
+            self.model_in_use: spec.name,
+        }
+
+    def apply_preset(self, preset: str | None) -> dict[Any, Any]:
+        """A preset sets Q, β, the clustering and the spectral similarity to its own (its
+        normalisation and combination apply to the next Explain)."""
+        options = preset_options(check_preset(preset))
+        return {
+            self.q: options["q"], self.beta: options["beta"], self.clustering: options.get("clustering", "kmeans"),
+            self.similarity: options.get("similarity", "euclidean"),
+            self.normalize_rows: bool(options.get("normalize_rows", False)),
+        }
+
+    def wire(self) -> None:
+        """The listeners of the shared controls (not tied to one tab)."""
+        self.model.input(
+            self.choose_model, [self.model, self.model_in_use], [self.model, self.layer, self.target, self.model_in_use],
+            api_visibility="private",
+        )
+        self.preset.input(
+            user_errors(self.apply_preset), [self.preset], [self.q, self.beta, self.clustering, self.similarity, self.normalize_rows],
+            api_visibility="private", queue=False,
+        )
+        gr.api(user_errors(layers), api_name="layers")
+
+    def forward_pass_settings(self) -> list[gr.components.Component]:
+        """The settings whose change needs Explain again (new network work)."""
+        return [self.model, self.layer, self.preset, self.q, self.clustering, self.n_eigenvectors, self.sigma,
+                self.theta, self.similarity, self.normalize_rows, self.seed]
+
+
+def build_controls(spec: ModelSpec) -> Controls:
+    """The left column (image, Explain, examples slot, forward-pass settings) and the instant
+    controls (unrendered), for the default model ``spec``."""
+    preset = PRESETS[DEFAULT_PRESET]
+    with gr.Column(scale=4, min_width=320, elem_id="settings-column"):
+        image = library_checked(gr.Image(
+            type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], label="Image",
+            height=260, elem_id="input-image",
+        ))
+        explain = gr.Button("Explain", variant="primary", size="lg", elem_id="explain-btn")
+        with gr.Column(elem_id="examples") as examples_slot:
+            pass  # the Explain tab puts its cached examples here
+        with gr.Group(elem_id="forward-settings"):
+            gr.Markdown("**Settings that need Explain again** (new network work)", elem_classes=["group-title"])
+            model = gr.Dropdown(
+                choices=model_choices(), value=spec.name, label="Model", allow_custom_value=True, elem_id="model",
+            )
+            layer = gr.Dropdown(
+                choices=[(info.label, info.name) for info in spec.layers()], value=spec.default_layer,
+                label="Layer (name · kind · channels×height×width)", filterable=True,
+                allow_custom_value=True, elem_id="layer",
+            )
+            preset_menu = gr.Dropdown(
+                choices=drawing.preset_choices(), value=DEFAULT_PRESET, label="Preset",
+                info="Measured trade-offs: docs/benchmarks.md. Q, β and the clustering override it.",
+                allow_custom_value=True, elem_id="preset",  # the handler refuses unknown names with the list
+            )
+            q = gr.Slider(2, 16, value=DEFAULT_Q, step=1, label="Q: number of clusters", elem_id="q")
+            clustering = gr.Radio(
+                [("K-means", "kmeans"), ("Spectral", "spectral")], value=preset.get("clustering", "kmeans"),
+                label="Clustering", elem_id="clustering",
+            )
+            with gr.Accordion("Spectral options and seed", open=False, elem_id="options"):
+                n_eigenvectors = gr.Slider(0, 32, value=0, step=1, label="K: eigenvectors (0 = Q − 1)", elem_id="eigenvectors")
+                sigma = gr.Number(0.2, label="σ of eq. 11", elem_id="sigma")
+                theta = gr.Slider(0, 0.99, value=0.0, step=0.01, label="θ: edge threshold of eq. 11", elem_id="theta")
+                similarity = gr.Radio(
+                    [("Euclidean (eq. 17)", "euclidean"), ("SSIM (eq. 10)", "ssim"), ("Correlation (shape)", "correlation")],
+                    value=preset.get("similarity", "euclidean"), label="Similarity of two maps", elem_id="similarity",
+                )
+                normalize_rows = gr.Checkbox(
+                    value=bool(preset.get("normalize_rows", False)),
+                    label="Unit-length rows of the spectral embedding (Ng–Jordan–Weiss)", elem_id="normalize-rows",
+                )
+                seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+    beta = gr.Slider(
+        0, 1, value=DEFAULT_BETA, step=0.01, label="β: base against scissors",
+        info="1 = base only; lower β lets the scissors cut more (eq. 22)", elem_id="beta", render=False,
+    )
+    top5 = gr.Radio(choices=[], label="Class to explain: the top-5 predictions", elem_id="top5", render=False)
+    target = gr.Dropdown(
+        choices=drawing.target_choices(spec), value="", label="…or any ImageNet class (type to search)",
+        filterable=True, allow_custom_value=True, elem_id="target", render=False,
+    )
+    colormap = gr.Dropdown(
+        choices=list(render.CMAPS), value=render.DEFAULT_CMAP, label="Colormap",
+        info="viridis is perceptually uniform; jet as in older CAM papers", elem_id="colormap", render=False,
+    )
+    controls = Controls(
+        image=image, explain=explain, examples_slot=examples_slot, model=model, layer=layer, preset=preset_menu,
+        q=q, clustering=clustering, n_eigenvectors=n_eigenvectors, sigma=sigma, theta=theta, similarity=similarity,
+        normalize_rows=normalize_rows, seed=seed, beta=beta, top5=top5, target=target, colormap=colormap,
+        model_in_use=gr.State(spec.name), spec=spec,
+    )
+    controls.wire()
+    return controls
+
+
+def layers(model: str) -> tuple[str, list[dict[str, Any]]]:
+    """/layers → (the model's default layer, its explainable layers as rows: name, kind,
+    channels, height, width)."""
+    spec = get_model(model)
+    rows = [
+        {"name": info.name, "kind": info.kind, "channels": info.channels, "height": info.height, "width": info.width}
+        for info in spec.layers()
+    ]
+    return spec.default_layer, rows

@@ -1,0 +1,197 @@
+"""What the page shows, computed from an explanation: pictures, captions, tables, texts.
+
+Pure: tensors, PIL images and plain data in, PIL images, strings, dicts and DataFrames out. No
+Gradio and no files here (writing and serving them is :mod:`clustercamapp.files`), so every
+function can be tested on its own and reused by the CLI or a notebook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from clustercam import render
+from clustercam.methods import PRESETS, ClusterCAMResult, ClusterExplanation
+from clustercam.methods.cluster import PRESET_NOTES
+from clustercam.pipeline import summary as library_summary
+from clustercam.zoo import ModelSpec
+
+#: β redraws that change no pixel of the heatmap by more than this are called "little change".
+SMALL_CHANGE = 0.05
+
+
+def view_result(result: ClusterCAMResult, target: int | None, beta: float) -> ClusterCAMResult:
+    """``result`` explained for ``target`` (None: as computed, the top-1) with ``beta``.
+
+    Pure tensor work (eq. 22 and a gather of the cached scores): no forward pass.
+    """
+    if target is not None and int(result.targets[0]) != target:
+        result = result.retarget(target)
+    return result.reweight(beta)
+
+
+def class_label(spec: ModelSpec, index: int) -> str:
+    return f"{spec.categories[index]} · #{index}"
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    """Choices of the preset dropdown: each preset with what it is for."""
+    return [(f"{name} — {PRESET_NOTES.get(name, '')}".rstrip(" —"), name) for name in PRESETS]
+
+
+def target_choices(spec: ModelSpec) -> list[tuple[str, str]]:
+    """Choices of the class dropdown: top-1 (empty value) and every class by index."""
+    return [("Top-1 prediction (default)", "")] + [
+        (class_label(spec, index), str(index)) for index in range(len(spec.categories))
+    ]
+
+
+def top5_choices(spec: ModelSpec, one: ClusterExplanation) -> list[tuple[str, str]]:
+    """The predicted top-5 as quick target choices: ``"Egyptian cat · 42.1 %"`` → ``"285"``."""
+    return [
+        (f"{spec.categories[index]} · {100 * p:.1f} %", str(index))
+        for index, p in zip(one.top_classes, one.top_probabilities, strict=True)
+    ]
+
+
+def role(one: ClusterExplanation, q: int) -> str:
+    """``"BASE"`` / ``"SCISSORS"`` for the clusters of eqs. 20–21, else ``""``."""
+    return "BASE" if q == one.base_index else "SCISSORS" if q == one.scissors_index else ""
+
+
+def tile_caption(one: ClusterExplanation, q: int) -> str:
+    """A short caption under a tile: cluster, role, score (``cluster 2 · BASE · p 0.912``)."""
+    label = role(one, q)
+    return f"cluster {q}{' · ' + label if label else ''} · p {float(one.scores[q]):.3f}"
+
+
+def cluster_tiles(one: ClusterExplanation, size: tuple[int, int]) -> list[tuple[Image.Image, str]]:
+    """The Q cluster mean maps (eq. 18) with short captions; base solid-framed, scissors dashed."""
+    tiles = render.cluster_tiles(one, size)
+    return [(tile, tile_caption(one, q)) for q, tile in enumerate(tiles)]
+
+
+def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any) -> list[tuple[Image.Image, str]]:
+    """The Q masked inputs X∘H_q (eq. 19), as the network saw them, with short captions."""
+    tiles = render.masked_tiles(one, thumbnail, baseline)
+    return [(tile, tile_caption(one, q)) for q, tile in enumerate(tiles)]
+
+
+def role_maps(one: ClusterExplanation, size: tuple[int, int], cmap: str) -> tuple[Image.Image, Image.Image]:
+    """The two maps eq. 22 mixes, coloured as the heatmap: ``(base F̃_base, scissors F̃_scissors)``."""
+    base = render.frame(render.colorize(render.resize_heatmap(one.masks[one.base_index], size), cmap), render.BASE_COLOR, 4)
+    scissors = render.frame(
+        render.colorize(render.resize_heatmap(one.masks[one.scissors_index], size), cmap), render.SCISSORS_COLOR, 4, dashed=True
+    )
+    return base, scissors
+
+
+def scores_table(spec: ModelSpec, one: ClusterExplanation) -> pd.DataFrame:
+    """The details of the tiles: cluster, role, number of maps, and the score ``y_q`` (eq. 19)."""
+    name = spec.categories[one.target]
+    return pd.DataFrame(
+        {
+            "cluster": list(range(len(one.cluster_sizes))),
+            "role": [role(one, q).lower() or "—" for q in range(len(one.cluster_sizes))],
+            "maps": list(one.cluster_sizes),
+            f"p({name})": [round(float(score), 6) for score in one.scores.tolist()],
+        }
+    )
+
+
+def scores_chart(spec: ModelSpec, one: ClusterExplanation) -> Image.Image:
+    return render.scores_plot(one, class_name=spec.categories[one.target])
+
+
+_THIRDS = (("top", "middle", "bottom"), ("left", "centre", "right"))
+
+
+def where(heatmap: torch.Tensor | np.ndarray) -> str:
+    """Where a heatmap's mass lies, in words ("top left", "centre", "right", …), for alt text."""
+    values = np.clip(np.nan_to_num(render.to_numpy(heatmap)), 0, None).astype(np.float64)
+    total = values.sum()
+    if total <= 0:
+        return "nowhere (the heatmap is empty)"
+    rows, columns = np.indices(values.shape)
+    y = float((rows * values).sum() / total) / max(1, values.shape[0] - 1)
+    x = float((columns * values).sum() / total) / max(1, values.shape[1] - 1)
+    vertical, horizontal = _THIRDS[0][min(2, int(y * 3))], _THIRDS[1][min(2, int(x * 3))]
+    if vertical == "middle":
+        return horizontal
+    return vertical if horizontal == "centre" else f"{vertical} {horizontal}"
+
+
+def overlay_alt(spec: ModelSpec, one: ClusterExplanation) -> str:
+    """Alt text of the overlay: what it shows and where the heat is."""
+    return (
+        f"Cluster-CAM heatmap for the class {spec.categories[one.target]} (β = {one.beta:.2f}) over the "
+        f"image; the heat is strongest near the {where(one.heatmap)} of the image."
+    )
+
+
+def beta_note(result: ClusterCAMResult) -> str:
+    """A sentence under the β slider when β's effect needs explaining, else ``""``.
+
+    β = 0 keeps only "minus the scissors", which the output scaling clips to nothing: the map is
+    blank. When the heatmap barely differs from β = 1 (the scissors region hardly overlaps the
+    base), say so, so that a still picture is not mistaken for a broken slider.
+    """
+    one = result[0]
+    heatmap = one.heatmap
+    if float(heatmap.max()) <= 0:
+        if one.beta == 0:
+            return (
+                "**β = 0:** the heatmap is minus the scissors map alone; everything negative is cut "
+                "away, so nothing is left to show. Raise β to bring the base back."
+            )
+        return "**The heatmap is empty** for these settings: the scissors cancel the base everywhere."
+    base_only = result.reweight(1.0)[0].heatmap
+    change = float((heatmap - base_only).abs().max())
+    if change < SMALL_CHANGE:
+        return (
+            f"**β changes little here** (at most {100 * change:.0f} % of the scale against β = 1): "
+            "the scissors map is weak where the base is strong, so there is little for it to cut. "
+            "Compare the two maps below."
+        )
+    return ""
+
+
+def summary_data(
+    entry: Any, result: ClusterCAMResult, *, cached: bool, passes: int, seconds: float
+) -> dict[str, Any]:
+    """The library's summary of the shown explanation plus names and this request's cost.
+
+    ``entry`` is a :class:`~clustercamapp.engine.CachedExplanation`. ``forward_passes`` /
+    ``seconds`` are the explanation's own cost (when it was computed); ``request`` says what
+    *this* request did: its network passes (0 when served from the cache or re-rendered for
+    another β or target) and its server time.
+    """
+    import dataclasses
+
+    data = library_summary(dataclasses.replace(entry.explained, result=result))
+    one = result[0]
+    data["image_size"] = list(entry.original_size)
+    for name, index in (("base", one.base_index), ("scissors", one.scissors_index)):
+        data[name] = {"cluster": index, "maps": one.cluster_sizes[index], "score": round(float(one.scores[index]), 6)}
+    data["target_name"] = entry.spec.categories[one.target]
+    data["request"] = {"forward_passes": passes, "cached": cached, "server_seconds": round(seconds, 4)}
+    return data
+
+
+def summary_markdown(data: dict[str, Any]) -> str:
+    """A short, projector-friendly account of :func:`summary_data` (equations as secondary text)."""
+    target, base, scissors, request = data["target"], data["base"], data["scissors"], data["request"]
+    now = "served from the cache" if request["cached"] else "computed now"
+    return (
+        f"**Explained class:** {target['name']} (p = {target['probability']:.3f})  \n"
+        f"**Base:** cluster {base['cluster']} ({base['maps']} maps, p = {base['score']:.3f}) · "
+        f"**Scissors:** cluster {scissors['cluster']} ({scissors['maps']} maps, p = {scissors['score']:.4f})  \n"
+        f"β = {data['beta']:.2f} · Q = {data['q']} · layer `{data['layer']}` of {data['model']}  \n"
+        f"<small>Cost: {data['forward_passes']} forward passes (1 + Q), {data['backward_passes']} backward, "
+        f"{data['seconds']:.2f} s on {data['device']}. This request: {request['forward_passes']} forward passes, "
+        f"{1000 * request['server_seconds']:.0f} ms ({now}). Base and scissors: eqs. 20–21; heatmap: eq. 22.</small>"
+    )

@@ -1,0 +1,59 @@
+"""The page's look: a theme whose text passes WCAG AA contrast (≥ 4.5:1) and CSS for projectors
+and phones (galleries without inner scrolling or blank space, captions under the tiles)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+#: Large text, the bundled IBM Plex Sans (no font is fetched from the internet), and colours
+#: darkened from the Soft theme's where its text fell below 4.5:1 (green labels 2.2:1, hints
+#: 2.5:1, white on the primary button 2.5:1).
+THEME = gr.themes.Soft(
+    primary_hue="emerald",
+    secondary_hue="slate",
+    neutral_hue="slate",
+    text_size=gr.themes.sizes.text_lg,
+    font=[gr.themes.LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui", "sans-serif"],
+).set(
+    button_primary_background_fill="*primary_800",
+    button_primary_background_fill_hover="*primary_700",
+    button_primary_text_color="white",
+    block_label_text_color="*neutral_800",
+    block_title_text_color="*neutral_800",
+    block_info_text_color="*neutral_700",
+    body_text_color_subdued="*neutral_700",
+    block_label_background_fill="*neutral_100",
+    checkbox_label_text_color="*neutral_800",
+    input_placeholder_color="*neutral_600",
+    link_text_color="*primary_800",
+    link_text_color_visited="*primary_800",
+)
+
+#: Gallery keywords shared by every gallery of the page.
+GALLERY = {"format": "png", "object_fit": "contain", "height": "auto", "elem_classes": ["full-gallery"]}
+
+CSS = """
+.gradio-container { max-width: 1680px !important; }
+/* Galleries show every row (no inner scrolling, no blank height); captions sit under the tiles. */
+.full-gallery .grid-wrap, .full-gallery .grid-wrap.fixed-height {
+  max-height: none !important; height: auto !important; min-height: 0 !important; overflow: visible !important;
+}
+.full-gallery .grid-container { grid-auto-rows: auto !important; height: auto !important; }
+.full-gallery .gallery-item, .full-gallery .thumbnail-item { height: auto !important; min-height: 0 !important;
+  aspect-ratio: auto !important; }
+.full-gallery .thumbnail-item { display: flex !important; flex-direction: column !important; }
+.full-gallery .thumbnail-item img { position: static !important; width: 100% !important; height: auto !important;
+  max-height: 260px; object-fit: contain !important; }
+.full-gallery .caption-label { position: static !important; transform: none !important; max-width: 100% !important;
+  white-space: normal !important; overflow: visible !important; font-size: 15px; color: #1e293b !important;
+  background: #f1f5f9 !important; margin: 0 !important; padding: 2px 6px !important; border-radius: 0 0 6px 6px;
+  text-align: left; width: 100%; box-sizing: border-box; }
+@media (max-width: 640px) {
+  .full-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #overlay img { max-height: 300px; }
+}
+.group-title p { margin: 4px 8px !important; }
+#example-buttons button { flex: 1 1 30%; }
+#summary-md { font-size: 17px; }
+#beta-note:empty { display: none; }
+"""

@@ -1,0 +1,398 @@
+"""The Explain tab: the heatmap with β and the class beside it, the maps eq. 22 mixes, the
+clusters and masked images with a plain-language key, two classes side by side, one zip.
+
+Listeners (named API endpoints in brackets):
+
+- Explain button [``/explain``]: the settings block → every output; the page then scrolls to the
+  heatmap so that it, β and the class choice are in view together;
+- β [``/reweight``], the class dropdown [``/retarget``], the top-5 radio and the colormap: redraw
+  from the cached explanation (no forward pass);
+- the example buttons: the example image with the default settings (explanations warmed in the
+  background when the server starts, see :func:`warm_examples`);
+- "Show both": two classes' heatmaps from one explanation;
+- a new upload: every output cleared (no stale result or error left beside a new image).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from clustercam import render
+from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
+
+from .. import drawing, files, style, text
+from ..common import gpu, user_errors
+from ..controls import Controls
+from ..engine import (
+    NETWORK_CONCURRENCY,
+    REDRAW_CONCURRENCY,
+    RESULTS,
+    CachedExplanation,
+    explain_cached,
+    forward_images,
+    torch_threads,
+)
+from ..settings import Settings, check_colormap, takes_settings
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+#: The example buttons: label (the button's accessible name) and file.
+EXAMPLES = {
+    "Cat": "chelsea.jpg",
+    "Espresso": "coffee.jpg",
+    "Cat and espresso": "cat_and_coffee.jpg",
+    "Astronaut": "astronaut.jpg",
+    "Rocket": "rocket.jpg",
+    "Grace Hopper": "grace_hopper.jpg",
+}
+#: Seconds a browser session's state is kept after its last use.
+SESSION_TTL = 3600
+#: After Explain (or an example), bring the heatmap, β and the class choice into view.
+SCROLL_TO_RESULT = "() => document.getElementById('result-panel')?.scrollIntoView({block: 'start'})"
+#: Opening a shared link (``?deep_link=…``) restores the inputs and outputs; this re-runs
+#: Explain on them (served from the server's cache when it still holds it) so that β and the
+#: class respond again.
+EXPLAIN_SHARED_LINK = """() => {
+  if (!new URLSearchParams(window.location.search).has('deep_link')) return;
+  setTimeout(() => {
+    if (document.querySelector('#input-image img')) document.getElementById('explain-btn')?.click();
+  }, 300);
+}"""
+Session = dict[str, Any] | None
+
+
+def default_settings(image: str) -> Settings:
+    """The page's defaults (the default preset on the embedded model) for ``image``."""
+    return Settings.parse(image=image)
+
+
+def warm_examples() -> threading.Thread:
+    """Explain every example once in a background thread, so that a click shows a finished
+    explanation from the cache (the first visitor does not wait for the network)."""
+
+    def work() -> None:
+        for name in EXAMPLES.values():
+            settings = default_settings(str(ASSETS / name))
+            spec = settings.spec()
+            data, stem = settings.image_bytes()
+            explain_cached(data, stem, spec, settings.layer_name(spec), settings.options)
+
+    thread = threading.Thread(target=work, name="warm-examples", daemon=True)
+    thread.start()
+    return thread
+
+
+class ExplainTab:
+    """Builds the tab's components under the current Blocks context and wires its listeners."""
+
+    def __init__(self, controls: Controls):
+        self.controls = c = controls
+        gr.Markdown(text.EXPLAIN_NOTE, elem_classes=["note"])
+        with gr.Column(elem_id="result-panel"):
+            with gr.Row(equal_height=False):
+                self.overlay = gr.Image(
+                    label="Heatmap over the image", format="png", interactive=False, height=340, scale=3,
+                    min_width=300, buttons=["download", "fullscreen"], elem_id="overlay",
+                    alt_text="Cluster-CAM heatmap over the image: bright where the explained class is supported "
+                    "(the class and clusters are named in the summary below).",
+                )
+                with gr.Column(scale=2, min_width=260, elem_id="instant-controls"):
+                    c.beta.render()
+                    self.beta_note = gr.Markdown(elem_id="beta-note")
+                    c.top5.render()
+                    c.target.render()
+                    c.colormap.render()
+            with gr.Row(elem_id="role-maps"):
+                self.base_map = self._small_image(
+                    "Base: the best cluster (eq. 20)", "base-map", "The base cluster's mean map, in a solid frame."
+                )
+                self.scissors_map = self._small_image(
+                    "Scissors: the worst cluster (eq. 21)", "scissors-map", "The scissors cluster's mean map, in a dashed frame."
+                )
+                self.heatmap = self._small_image(
+                    "Heatmap: β·base − (1 − β)·scissors (eq. 22)", "heatmap", "The heatmap alone, without the image."
+                )
+            self.summary_md = gr.Markdown(elem_id="summary-md")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                self.clusters = gr.Gallery(
+                    label="Clusters of feature maps (mean map of each, eq. 18)", columns=4, elem_id="clusters",
+                    **style.GALLERY,
+                )
+            with gr.Column(scale=1, min_width=220):
+                gr.Markdown(text.KEY, elem_id="key")
+        self.masked = gr.Gallery(
+            label="The image masked by each cluster, as the network saw it (eq. 19)", columns=4, elem_id="masked",
+            **style.GALLERY,
+        )
+        with gr.Row(equal_height=False):
+            self.scores_chart = gr.Image(
+                label="Scores: how well each masked image keeps the class", format="png", interactive=False,
+                scale=3, min_width=300, buttons=["download"], elem_id="scores-chart",
+                alt_text="Bar chart of each cluster's score; the base and scissors bars are labelled under the axis "
+                "and listed in the table beside it.",
+            )
+            self.scores_table = gr.Dataframe(
+                label="Clusters in detail", interactive=False, wrap=False, scale=2, min_width=260, elem_id="scores-table",
+            )
+        with gr.Accordion("Two classes side by side (no new forward pass)", open=False, elem_id="two-classes"):
+            with gr.Row():
+                self.class_a = gr.Dropdown(choices=[], label="Class A", filterable=True, elem_id="class-a")
+                self.class_b = gr.Dropdown(choices=[], label="Class B", filterable=True, elem_id="class-b")
+            self.show_both = gr.Button("Show both", elem_id="show-both")
+            with gr.Row():
+                self.overlay_a = self._small_image("Class A", "overlay-a")
+                self.overlay_b = self._small_image("Class B", "overlay-b")
+        with gr.Accordion("Download, share, and the summary as data", open=False, elem_id="details"):
+            gr.Markdown(text.SHARE_NOTE)
+            gr.DeepLinkButton("Copy a link to this explanation", copied_value="Link copied", size="md")
+            self.downloads = gr.File(
+                label="Everything in one zip, the overlay, and the heatmap as .npy", file_count="multiple",
+                interactive=False, elem_id="downloads",
+            )
+            self.summary = gr.JSON(label="Summary", elem_id="summary-json")
+        self.session = gr.State(None, time_to_live=SESSION_TTL)
+        with c.examples_slot:
+            gr.Markdown("**Examples** (explained with the default settings)", elem_classes=["group-title"])
+            with gr.Row(elem_id="example-buttons"):
+                self.example_buttons = {
+                    label: gr.Button(label, icon=str(ASSETS / name), size="sm", elem_classes=["example"], min_width=90)
+                    for label, name in EXAMPLES.items()
+                }
+        self._wire()
+
+    @staticmethod
+    def _small_image(label: str, elem_id: str, alt: str | None = None) -> gr.Image:
+        return gr.Image(label=label, format="png", interactive=False, height=200, min_width=150,
+                        buttons=["download", "fullscreen"], elem_id=elem_id, alt_text=alt or label)
+
+    # ---- outputs -------------------------------------------------------------------------
+
+    def explain_outputs(self) -> list[Any]:
+        """The outputs of /explain and /retarget, in the API's order (the first nine as before)."""
+        c = self.controls
+        return [
+            self.overlay, self.heatmap, self.clusters, self.masked, self.scores_table, self.summary, self.downloads,
+            self.summary_md, c.top5, self.base_map, self.scissors_map, self.scores_chart, self.beta_note, c.target,
+            self.class_a, self.class_b, self.session,
+        ]
+
+    def redraw_outputs(self) -> list[Any]:
+        """The outputs of /reweight and a colormap change."""
+        return [self.overlay, self.heatmap, self.summary, self.downloads, self.summary_md, self.beta_note,
+                self.base_map, self.scissors_map, self.session]
+
+    def cleared_outputs(self) -> list[Any]:
+        c = self.controls
+        return [*self._empty_images(), self.clusters, self.masked, self.scores_table, self.summary, self.downloads,
+                self.summary_md, self.beta_note, c.top5, c.target, self.class_a, self.class_b, self.session]
+
+    def _empty_images(self) -> tuple[gr.Image, ...]:
+        return (self.overlay, self.heatmap, self.base_map, self.scissors_map, self.scores_chart, self.overlay_a, self.overlay_b)
+
+    def cleared(self) -> dict[Any, Any]:
+        """Every output empty: what a new image shows until Explain (called per event: the
+        component updates below must not be made while the page is being built)."""
+        c = self.controls
+        return {
+            **{image: None for image in self._empty_images()},
+            self.clusters: [], self.masked: [], self.scores_table: None, self.summary: None, self.downloads: None,
+            self.summary_md: "", self.beta_note: "", c.top5: gr.Radio(choices=[], value=None), c.target: "",
+            self.class_a: gr.Dropdown(choices=[], value=None), self.class_b: gr.Dropdown(choices=[], value=None),
+            self.session: None,
+        }
+
+    def _draw(
+        self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes: int,
+        started: float,
+    ) -> dict[Any, Any]:
+        """Every output for ``entry`` explained for ``session``'s target, β and colormap.
+
+        ``everything``: also the tiles, chart, table and class pickers (a new explanation or a
+        new class); otherwise only what β and the colormap change. Pure re-rendering on small
+        tensors: one torch thread (see :mod:`clustercamapp.engine`).
+        """
+        c = self.controls
+        with torch_threads(1):
+            result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
+            one, spec, cmap = result[0], entry.spec, session["colormap"]
+            folder = files.output_dir()
+            stem = f"{files.slug(entry.name)}_{files.slug(spec.categories[one.target])}_beta{one.beta:.2f}"
+            shown = render.resize_heatmap(one.heatmap, entry.display.size)
+            overlay = files.save_png(render.overlay(entry.display, shown, cmap=cmap), folder / f"{stem}_overlay.png")
+            small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
+            heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
+            array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
+            base, scissors = drawing.role_maps(one, entry.thumbnail.size, cmap)
+            base_path = files.save_png(base, folder / "base.png")
+            scissors_path = files.save_png(scissors, folder / "scissors.png")
+            out: dict[Any, Any] = {
+                self.overlay: overlay, self.heatmap: heatmap, self.base_map: base_path, self.scissors_map: scissors_path,
+                self.beta_note: drawing.beta_note(result),
+            }
+            tiles = list(session.get("tiles", []))
+            if everything:
+                clusters = files.save_gallery(drawing.cluster_tiles(one, entry.thumbnail.size), folder, "cluster")
+                masked = files.save_gallery(
+                    drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color), folder, "masked"
+                )
+                chart = files.save_png(drawing.scores_chart(spec, one), folder / "scores.png")
+                tiles = [path for path, _ in clusters + masked] + [chart]
+                choices = drawing.top5_choices(spec, one)
+                every = drawing.target_choices(spec)[1:]
+                second = one.top_classes[1] if len(one.top_classes) > 1 else one.target
+                out.update({
+                    self.clusters: clusters, self.masked: masked,
+                    self.scores_chart: chart,
+                    self.scores_table: drawing.scores_table(spec, one),
+                    c.top5: gr.Radio(choices=choices, value=str(one.target)),
+                    c.target: gr.Dropdown(value="" if session["target"] is None else str(session["target"])),
+                    self.class_a: gr.Dropdown(choices=every, value=str(one.target)),
+                    self.class_b: gr.Dropdown(choices=every, value=str(second)),
+                })
+            data = drawing.summary_data(entry, result, cached=cached, passes=passes, seconds=time.perf_counter() - started)
+            bundle = files.write_bundle(
+                folder / f"{stem}.zip", [overlay, heatmap, array, base_path, scissors_path, *tiles], data,
+            )
+            out.update({
+                self.downloads: [bundle, overlay, array], self.summary: data,
+                self.summary_md: drawing.summary_markdown(data), self.session: {**session, "tiles": tiles},
+            })
+        return out
+
+    def _entry(self, session: Session) -> CachedExplanation | None:
+        if not session or "key" not in session:
+            return None
+        entry = RESULTS.get(session["key"])
+        if entry is None:
+            raise gr.Error(
+                "This explanation is no longer in the server's cache (it keeps the most recent ones "
+                "for a limited time); press Explain again.", duration=None,
+            )
+        return entry
+
+    # ---- handlers --------------------------------------------------------------------------
+
+    def explain(self, settings: Settings, progress: Any = None) -> dict[Any, Any]:
+        """/explain: feature maps, clustering and the Q masked passes (cached), then every output."""
+        started, passes_before = time.perf_counter(), forward_images()
+        data, name = settings.image_bytes()
+        if progress is not None:
+            progress(0.05, desc=f"Loading {settings.model}")
+        spec = settings.spec()
+        layer, target = settings.layer_name(spec), settings.target_index(spec)
+        if progress is not None:
+            progress(0.2, desc="Feature maps, clustering and the Q masked passes")
+        entry, cached = explain_cached(data, name, spec, layer, settings.options)
+        session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
+        return self._draw(
+            entry, session, everything=True, cached=cached, passes=forward_images() - passes_before, started=started
+        )
+
+    def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
+        """/reweight: eq. 22 again with another β from the cached maps; no forward pass. Before
+        any explanation there is nothing to redraw (β applies to the next Explain)."""
+        return self._redraw(session, beta=Settings.parse(beta=beta).beta)
+
+    def recolor(self, colormap: str, session: Session) -> dict[Any, Any]:
+        return self._redraw(session, colormap=check_colormap(colormap))
+
+    def _redraw(self, session: Session, **change: Any) -> dict[Any, Any]:
+        started, passes_before = time.perf_counter(), forward_images()
+        entry = self._entry(session)
+        if entry is None:
+            return {}
+        return self._draw(
+            entry, {**session, **change}, everything=False, cached=True,
+            passes=forward_images() - passes_before, started=started,
+        )
+
+    def retarget(self, target: str | None, session: Session) -> dict[Any, Any]:
+        """/retarget: another class from the cached masked passes (they hold every class's
+        probability) and the same clusters: new scores, base and scissors, no forward pass.
+        ``target`` is a class index (as text) or name; empty means the top-1 prediction."""
+        started, passes_before = time.perf_counter(), forward_images()
+        entry = self._entry(session)
+        if entry is None:
+            return {}
+        wanted = entry.spec.class_index(target) if target and str(target).strip() else None
+        return self._draw(
+            entry, {**session, "target": wanted}, everything=True, cached=True,
+            passes=forward_images() - passes_before, started=started,
+        )
+
+    def two_classes(self, class_a: str | None, class_b: str | None, session: Session) -> dict[Any, Any]:
+        """Class A and class B side by side from the one cached explanation (no forward pass)."""
+        entry = self._entry(session)
+        if entry is None:
+            raise gr.Error("Explain an image first; then pick two classes.", duration=None)
+        out = {}
+        folder = files.output_dir()
+        for component, chosen, letter in ((self.overlay_a, class_a, "A"), (self.overlay_b, class_b, "B")):
+            if not chosen:
+                raise gr.Error(f"Pick class {letter}.", duration=None)
+            index = entry.spec.class_index(chosen)
+            with torch_threads(1):
+                one = drawing.view_result(entry.explained.result, index, session["beta"])[0]
+                picture = render.overlay(entry.display, one.heatmap, cmap=session["colormap"])
+            path = files.save_png(picture, folder / f"class_{letter.lower()}.png")
+            name = entry.spec.categories[index]
+            out[component] = gr.Image(
+                value=path, label=f"Class {letter}: {name} · base {one.base_index}, scissors {one.scissors_index}",
+                alt_text=drawing.overlay_alt(entry.spec, one),
+            )  # a private listener: the label and alt text can follow the class
+        return out
+
+    def example(self, label: str) -> dict[Any, Any]:
+        """An example button: its image, the default settings, and the finished explanation."""
+        if label not in EXAMPLES:
+            raise gr.Error(f"Unknown example {label!r}.")
+        path = str(ASSETS / EXAMPLES[label])
+        c, preset = self.controls, PRESETS[DEFAULT_PRESET]
+        out = self.explain(default_settings(path))
+        out.update({
+            c.image: path, c.model: c.spec.name, c.layer: c.spec.default_layer, c.preset: DEFAULT_PRESET,
+            c.q: DEFAULT_Q, c.beta: DEFAULT_BETA, c.clustering: preset.get("clustering", "kmeans"),
+            c.colormap: render.DEFAULT_CMAP,
+        })
+        return out
+
+    def _example_handler(self, label: str) -> Any:
+        def handler() -> dict[Any, Any]:
+            return self.example(label)
+
+        return handler
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        c = self.controls
+        network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
+        redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
+        explain = gpu(user_errors(takes_settings()(self.explain)))
+        c.explain.click(
+            explain, c.settings(), self.explain_outputs(), api_name="explain", **network
+        ).success(None, js=SCROLL_TO_RESULT)
+        c.beta.input(user_errors(self.reweight), [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
+        c.colormap.input(user_errors(self.recolor), [c.colormap, self.session], self.redraw_outputs(),
+                         api_visibility="private", **redraw)
+        retarget = user_errors(self.retarget)
+        c.target.input(retarget, [c.target, self.session], self.explain_outputs(), api_name="retarget", **redraw)
+        c.top5.input(retarget, [c.top5, self.session], self.explain_outputs(), api_visibility="private", **redraw)
+        self.show_both.click(
+            user_errors(self.two_classes), [self.class_a, self.class_b, self.session], [self.overlay_a, self.overlay_b],
+            api_visibility="private", **redraw,
+        )
+        example_outputs = [*self.explain_outputs(), c.image, c.model, c.layer, c.preset, c.q, c.beta, c.clustering, c.colormap]
+        for label, button in self.example_buttons.items():
+            button.click(
+                gpu(user_errors(self._example_handler(label))), None, example_outputs,
+                api_visibility="private", **network,
+            ).success(None, js=SCROLL_TO_RESULT)
+        cleared = self.cleared_outputs()
+        c.image.upload(self.cleared, None, cleared, api_visibility="private", queue=False)
+        c.image.clear(self.cleared, None, cleared, api_visibility="private", queue=False)

@@ -1,0 +1,161 @@
+"""The Sweeps tab: one setting varied, every other as on the page (the paper's Figs. 5, 6, 7).
+
+``/sweep_q`` (Q = 2…8, with each clustering's silhouette), ``/sweep_layers`` (then
+``max_layers``) and ``/sweep_eigenvectors`` (spectral, K = 1…8) all take the settings block;
+the swept setting's own value in it is ignored. Each setting is explained through the app's cache
+(:func:`~clustercamapp.engine.explain_cached`), so coming back to one is free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from clustercam import render
+from clustercam.clustering import cluster_quality
+from clustercam.imaging import ImageError
+from clustercam.zoo import LayerInfo, ModelSpec
+
+from .. import drawing, files, style, text
+from ..common import gpu, user_errors
+from ..controls import Controls
+from ..engine import NETWORK_CONCURRENCY, explain_cached
+from ..settings import Settings, takes_settings, whole
+
+#: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
+SWEEP_Q_VALUES: Sequence[int] = tuple(range(2, 9))
+SWEEP_K_VALUES: Sequence[int] = tuple(range(1, 9))
+
+
+def run_sweep(
+    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str, quality: bool = False
+) -> list[tuple[str, str]]:
+    """Explain the image once per ``(caption, layer, settings)``, cached; overlays with captions.
+
+    A setting the library refuses (e.g. Q above a layer's channels) is left out with a warning.
+    With ``quality`` each caption also gives the silhouette of that clustering, ★ on the highest.
+    """
+    data, name = settings.image_bytes()
+    spec = settings.spec()
+    wanted = settings.target_index(spec)
+    folder = files.output_dir()
+    gallery, problems, silhouettes = [], [], []
+    steps = progress.tqdm(variants, desc=desc) if progress is not None else variants
+    for index, (caption, layer, variant) in enumerate(steps):
+        try:
+            entry, _ = explain_cached(data, name, spec, layer, variant.options)
+        except ImageError:
+            raise  # the image itself is unusable: no setting can work
+        except ValueError as error:
+            problems.append(f"{caption}: {error}")
+            continue
+        one = drawing.view_result(entry.explained.result, wanted, settings.beta)[0]
+        shown = render.overlay(entry.display, one.heatmap, cmap=settings.colormap)
+        label = f"{caption} · base {one.base_index} · scissors {one.scissors_index}"
+        if quality:
+            result = entry.explained.result
+            silhouette = cluster_quality(result.activations[0], result.labels[0])["silhouette"]
+            silhouettes.append(silhouette)
+            label += f" · silhouette {silhouette:.3f}"
+        gallery.append((files.save_png(shown, folder / f"sweep_{index}.png"), label))
+    if silhouettes:
+        best = max(range(len(silhouettes)), key=lambda i: silhouettes[i])
+        gallery[best] = (gallery[best][0], gallery[best][1] + " ★")
+    if not gallery:
+        raise ValueError("No setting of this sweep could be explained: " + "; ".join(problems))
+    for problem in problems:
+        gr.Warning(problem)
+    return gallery
+
+
+def sweep_q(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
+    """/sweep_q → heatmaps for Q = 2…8 (the paper's Fig. 6), other settings fixed.
+
+    With spectral clustering and K = 0 (automatic), K follows Q (K = Q − 1). Each caption gives
+    the silhouette score of that clustering (scikit-learn; ★ marks the highest).
+    """
+    layer = settings.layer_name(settings.spec())
+    variants = [(f"Q = {q}", layer, settings.with_options(q=q)) for q in SWEEP_Q_VALUES]
+    return run_sweep(settings, variants, progress, "Q", quality=True)
+
+
+def _spread(items: list[str], count: int) -> list[str]:
+    """``count`` evenly spaced items of ``items`` (first and last included), in order."""
+    if count <= 0 or not items:
+        return []
+    if count >= len(items):
+        return list(items)
+    if count == 1:
+        return [items[-1]]
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
+def sweep_layer_selection(spec: ModelSpec, max_layers: int) -> list[LayerInfo]:
+    """The layers of the layer sweep (Fig. 5), in forward order, at most ``max_layers`` (≥ 2).
+
+    Block-level layers only (names with at most one dot: ``blocks.3``, ``layer2``,
+    ``features.12``). First the *stage ends*, the last block-level layer at each feature-map
+    resolution (for VGG-16 the layers before each pooling, as in Fig. 5), and the model's
+    default layer; remaining slots are filled with evenly spaced other block-level layers. With
+    more stage ends than slots, an even spread of them is kept (the last one always).
+    """
+    if max_layers < 2:
+        raise ValueError(f"The layer sweep needs at least 2 layers; got {max_layers}.")
+    layers = spec.layers()
+    blocks = [info for info in layers if info.name.count(".") <= 1] or layers
+    ends = [
+        current.name
+        for current, following in zip(blocks, [*blocks[1:], None], strict=True)
+        if following is None or (current.height, current.width) != (following.height, following.width)
+    ]
+    chosen = {spec.default_layer}
+    chosen |= set(_spread([name for name in ends if name not in chosen], max_layers - len(chosen)))
+    others = [info.name for info in blocks if info.name not in chosen]
+    chosen |= set(_spread(others, max_layers - len(chosen)))
+    return [info for info in layers if info.name in chosen]
+
+
+def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None) -> list[tuple[str, str]]:
+    """/sweep_layers → heatmaps over the model's depth (the paper's Fig. 5).
+
+    The layers are :func:`sweep_layer_selection` (at most ``max_layers``); each caption gives the
+    layer as ``name · kind · channels×height×width``.
+    """
+    chosen = sweep_layer_selection(settings.spec(), whole(max_layers, "The number of layers", 1))
+    return run_sweep(settings, [(info.label, info.name, settings) for info in chosen], progress, "Layers")
+
+
+def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
+    """/sweep_eigenvectors → spectral Cluster-CAM heatmaps for K = 1…8 (Fig. 7)."""
+    layer = settings.layer_name(settings.spec())
+    variants = [(f"K = {k}", layer, settings.as_spectral(n_eigenvectors=k)) for k in SWEEP_K_VALUES]
+    return run_sweep(settings, variants, progress, "K")
+
+
+class SweepsTab:
+    def __init__(self, controls: Controls):
+        network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
+        gallery = {"columns": 4, **style.GALLERY}
+        gr.Markdown(text.SWEEP_Q_NOTE, elem_classes=["note"])
+        self.q_run = gr.Button("Sweep Q = 2…8", elem_id="sweep-q-btn")
+        self.q_gallery = gr.Gallery(label="Q sweep", elem_id="sweep-q-gallery", **gallery)
+        gr.Markdown(text.SWEEP_LAYERS_NOTE, elem_classes=["note"])
+        with gr.Row():
+            self.max_layers = gr.Slider(2, 12, value=6, step=1, label="Layers (at most)", elem_id="max-layers")
+            self.layers_run = gr.Button("Sweep layers", elem_id="sweep-layers-btn")
+        self.layers_gallery = gr.Gallery(label="Layer sweep", elem_id="sweep-layers-gallery", **gallery)
+        gr.Markdown(text.SWEEP_K_NOTE, elem_classes=["note"])
+        self.k_run = gr.Button("Sweep K = 1…8 (spectral)", elem_id="sweep-k-btn")
+        self.k_gallery = gr.Gallery(label="Eigenvector sweep", elem_id="sweep-k-gallery", **gallery)
+        settings = controls.settings()
+        self.q_run.click(gpu(user_errors(takes_settings()(sweep_q))), settings, [self.q_gallery], api_name="sweep_q", **network)
+        self.layers_run.click(
+            gpu(user_errors(takes_settings("max_layers")(sweep_layers))), [*settings, self.max_layers], [self.layers_gallery],
+            api_name="sweep_layers", **network,
+        )
+        self.k_run.click(
+            gpu(user_errors(takes_settings()(sweep_eigenvectors))), settings, [self.k_gallery],
+            api_name="sweep_eigenvectors", **network,
+        )
