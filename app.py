@@ -76,7 +76,7 @@ def build_page() -> Page:
             with gr.Column(scale=7, min_width=320), gr.Tabs(elem_id="tabs"):
                 with gr.Tab("Explain", elem_id="tab-explain"):
                     explain = ExplainTab(controls)
-                with gr.Tab("Compare methods", elem_id="tab-compare"):
+                with gr.Tab("Compare", elem_id="tab-compare"):
                     compare = CompareTab(controls)
                 with gr.Tab("Sweeps", elem_id="tab-sweeps"):
                     sweeps = SweepsTab(controls)

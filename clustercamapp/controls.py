@@ -87,7 +87,7 @@ class Controls:
 
     def wire(self) -> None:
         """The listeners of the shared controls (not tied to one tab)."""
-        self.model.input(
+        self.model.change(  # also when it is put back: that model loads, nothing more happens
             self.choose_model, [self.model, self.model_in_use], [self.model, self.layer, self.target, self.model_in_use],
             api_visibility="private",
         )

@@ -20,8 +20,9 @@ from clustercam.methods.cluster import PRESET_NOTES
 from clustercam.pipeline import summary as library_summary
 from clustercam.zoo import ModelSpec
 
-#: β redraws that change no pixel of the heatmap by more than this are called "little change".
-SMALL_CHANGE = 0.05
+#: A β whose heatmap differs from β = 1's by less than this on average (the heatmap's scale is
+#: [0, 1]) is said to "change little".
+SMALL_CHANGE = 0.03
 
 
 def view_result(result: ClusterCAMResult, target: int | None, beta: float) -> ClusterCAMResult:
@@ -137,8 +138,8 @@ def beta_note(result: ClusterCAMResult) -> str:
     """A sentence under the β slider when β's effect needs explaining, else ``""``.
 
     β = 0 keeps only "minus the scissors", which the output scaling clips to nothing: the map is
-    blank. When the heatmap barely differs from β = 1 (the scissors region hardly overlaps the
-    base), say so, so that a still picture is not mistaken for a broken slider.
+    blank. When the heatmap barely differs from β = 1's on average (the scissors region hardly
+    overlaps the base), say so, so that a still picture is not mistaken for a broken slider.
     """
     one = result[0]
     heatmap = one.heatmap
@@ -149,13 +150,15 @@ def beta_note(result: ClusterCAMResult) -> str:
                 "away, so nothing is left to show. Raise β to bring the base back."
             )
         return "**The heatmap is empty** for these settings: the scissors cancel the base everywhere."
+    if one.beta >= 1:
+        return ""
     base_only = result.reweight(1.0)[0].heatmap
-    change = float((heatmap - base_only).abs().max())
+    change = float((heatmap - base_only).abs().mean())
     if change < SMALL_CHANGE:
         return (
-            f"**β changes little here** (at most {100 * change:.0f} % of the scale against β = 1): "
-            "the scissors map is weak where the base is strong, so there is little for it to cut. "
-            "Compare the two maps below."
+            f"**β changes little here:** against β = 1 the heatmap moves by {100 * change:.1f} % of its "
+            "scale on average, because the scissors map is weak where the base is strong — there is "
+            "little for it to cut. Compare the base and scissors maps below."
         )
     return ""
 

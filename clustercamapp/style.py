@@ -24,6 +24,11 @@ THEME = gr.themes.Soft(
     body_text_color_subdued="*neutral_700",
     block_label_background_fill="*neutral_100",
     checkbox_label_text_color="*neutral_800",
+    checkbox_label_background_fill_selected="*primary_800",
+    checkbox_label_text_color_selected="white",
+    checkbox_background_color_selected="*primary_800",
+    checkbox_border_color_selected="*primary_800",
+    slider_color="*primary_700",
     input_placeholder_color="*neutral_600",
     link_text_color="*primary_800",
     link_text_color_visited="*primary_800",
@@ -38,7 +43,7 @@ CSS = """
 .full-gallery .grid-wrap, .full-gallery .grid-wrap.fixed-height {
   max-height: none !important; height: auto !important; min-height: 0 !important; overflow: visible !important;
 }
-.full-gallery .grid-container { grid-auto-rows: auto !important; height: auto !important; }
+.full-gallery .grid-container { grid-auto-rows: auto !important; height: auto !important; padding-top: 44px !important; }
 .full-gallery .gallery-item, .full-gallery .thumbnail-item { height: auto !important; min-height: 0 !important;
   aspect-ratio: auto !important; }
 .full-gallery .thumbnail-item { display: flex !important; flex-direction: column !important; }
@@ -50,10 +55,11 @@ CSS = """
   text-align: left; width: 100%; box-sizing: border-box; }
 @media (max-width: 640px) {
   .full-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #overlay .image-container, #overlay .image-frame { height: auto !important; }
   #overlay img { max-height: 300px; }
 }
 .group-title p { margin: 4px 8px !important; }
-#example-buttons button { flex: 1 1 30%; }
+#example-buttons button { flex: 1 1 40%; }
 #summary-md { font-size: 17px; }
 #beta-note:empty { display: none; }
 """

@@ -34,7 +34,7 @@ def server_url() -> Iterator[str]:
 
     # build_demo already configured the (bounded) queue; calling queue() again would reset it
     _, url, _ = app.demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.launch_options()
     )
     try:
         yield url
@@ -46,7 +46,11 @@ def server_url() -> Iterator[str]:
 @pytest.fixture()
 def client(server_url: str) -> Client:
     """A fresh client: its own session (gr.State) on the server."""
-    return Client(server_url, verbose=False, analytics_enabled=False)
+    return new_client(server_url)
+
+
+def new_client(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 60})
 
 
 @contextmanager
@@ -64,10 +68,20 @@ def forward_calls() -> Iterator[list[int]]:
         handle.remove()
 
 
-def explain(client: Client, image: str, q: int = DEFAULT_Q, target: str = ""):
-    return client.predict(
-        handle_file(str(ASSETS / image)), MODEL, "", q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, target,
-        api_name="/explain",
+#: Seconds any one call may take before the test fails (never hang CI on a stuck server).
+TIMEOUT = 240
+
+
+def call(client: Client, *args, api_name: str, timeout: float = TIMEOUT, **named):
+    """``client.predict`` with a time limit (``named``: parameters by name)."""
+    return client.submit(*args, api_name=api_name, **named).result(timeout=timeout)
+
+
+def explain(client: Client, image: str, q: int = DEFAULT_Q, target: str = "", **more):
+    """/explain with the page's defaults; ``more`` are the later settings, by name."""
+    return call(
+        client, handle_file(str(ASSETS / image)), MODEL, "", q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, target,
+        api_name="/explain", **more,
     )
 
 
@@ -76,40 +90,55 @@ def pixels(path: str) -> np.ndarray:
 
 
 def test_explain_then_reweight_without_a_forward_pass(client):
-    overlay, heatmap, clusters, masked, scores, summary, downloads, markdown, top5 = explain(client, "chelsea.jpg")
+    (overlay, heatmap, clusters, masked, table, summary, downloads, markdown, top5, base_map, scissors_map, chart,
+     note, target, class_a, class_b) = explain(client, "chelsea.jpg")
     assert len(clusters) == DEFAULT_Q and len(masked) == DEFAULT_Q
     assert all(Path(item["image"]).is_file() and item["caption"].startswith("cluster ") for item in clusters)
-    assert all(item["caption"].startswith("X∘H") and "p(Egyptian cat) = " in item["caption"] for item in masked)
     base, scissors = summary["base"]["cluster"], summary["scissors"]["cluster"]
-    assert "BASE" in clusters[base]["caption"] and "SCISSORS" in clusters[scissors]["caption"]
-    assert f"Cognition base** (eq. 20): cluster {base}" in markdown
-    assert f"Cognition scissors** (eq. 21): cluster {scissors}" in markdown
+    assert "BASE" in clusters[base]["caption"] and "SCISSORS" in masked[scissors]["caption"]
+    assert f"**Base:** cluster {base}" in markdown and f"**Scissors:** cluster {scissors}" in markdown
     assert summary["target"]["name"] == "Egyptian cat"
-    assert top5["value"] == "285" and top5["choices"][0][1] == "285"
-    assert len(top5["choices"]) == 5
-    assert Image.open(overlay).format == "PNG"
-    bars = scores["data"]  # the bar plot's rows: cluster, score, role, maps
-    assert [row[1] for row in bars] == summary["scores"] and [row[2] for row in bars].index("base") == base
-    assert [Path(path).suffix for path in downloads] == [".png", ".npy"]
+    assert top5["value"] == "285" and top5["choices"][0][1] == "285" and len(top5["choices"]) == 5
+    assert all(Image.open(path).format == "PNG" for path in (overlay, heatmap, base_map, scissors_map, chart))
+    assert [row[3] for row in table["data"]] == summary["scores"] and [row[1] for row in table["data"]].index("base") == base
+    assert [Path(path).suffix for path in downloads] == [".zip", ".png", ".npy"]
 
     with forward_calls() as calls:
-        _, new_heatmap, new_summary, new_downloads, new_markdown = client.predict(0.2, api_name="/reweight")
+        _, new_heatmap, new_summary, new_downloads, new_markdown, *_ = call(client, 0.2, api_name="/reweight")
     assert calls[0] == 0 and new_summary["request"]["forward_passes"] == 0
     assert new_summary["beta"] == 0.2 and "β = 0.20" in new_markdown
     assert np.abs(pixels(new_heatmap) - pixels(heatmap)).mean() > 1.0
-    assert not np.allclose(np.load(new_downloads[1]), np.load(downloads[1]))
+    assert not np.allclose(np.load(new_downloads[2]), np.load(downloads[2]))
     assert (new_summary["base"], new_summary["scissors"]) == (summary["base"], summary["scissors"])
 
 
+def test_explain_through_the_api_matches_the_library(client):
+    """Spectral clustering with non-default K, σ, θ, seed, similarity, β and a target: the
+    served .npy is the library's heatmap for the same settings."""
+    from clustercam.pipeline import explain_image
+
+    answer = call(
+        client, handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "bn2", 4, 0.6, "spectral", 2, 0.3, 0.02, 11,
+        "espresso", "spectral", "ssim", False, "jet", api_name="/explain",
+    )
+    spec = engine.get_model(MODEL)
+    library = explain_image(
+        spec, (ASSETS / "cat_and_coffee.jpg").read_bytes(), layer="bn2", preset="spectral", q=4, beta=0.6,
+        clustering="spectral", n_eigenvectors=2, sigma=0.3, theta=0.02, seed=11, similarity="ssim",
+        normalize_rows=False, target=spec.class_index("espresso"),
+    )
+    np.testing.assert_allclose(np.load(answer[6][2]), library.result.heatmaps[0].numpy(), atol=1e-6)
+
+
 def test_retarget_swaps_base_and_scissors_between_cat_and_espresso(client):
-    explain(client, "cat_and_coffee.jpg", q=3)
+    explain(client, "cat_and_coffee.jpg", q=3, preset="legacy")
     roles = {}
     with forward_calls() as calls:
         for name in ("Egyptian cat", "espresso"):
-            outputs = client.predict(name, api_name="/retarget")
-            summary, masked, target = outputs[5], outputs[3], outputs[9]
+            outputs = call(client, name, api_name="/retarget")
+            summary, table, target = outputs[5], outputs[4], outputs[13]
             assert summary["target"]["name"] == name and summary["request"]["forward_passes"] == 0
-            assert all(f"p({name}) = " in item["caption"] for item in masked)
+            assert table["headers"][3] == f"p({name})"
             assert target["value"] == str(summary["target"]["index"])  # the class dropdown follows
             roles[name] = (summary["base"]["cluster"], summary["scissors"]["cluster"])
     assert calls[0] == 0
@@ -117,52 +146,41 @@ def test_retarget_swaps_base_and_scissors_between_cat_and_espresso(client):
 
 
 def test_sessions_are_separate(server_url):
-    first, second = (Client(server_url, verbose=False, analytics_enabled=False) for _ in range(2))
+    first, second = new_client(server_url), new_client(server_url)
     explain(first, "chelsea.jpg")
-    first_beta = first.predict(0.4, api_name="/reweight")[2]["beta"]
-    skipped = second.predict(0.9, api_name="/reweight")  # nothing explained in this session yet
+    first_beta = call(first, 0.4, api_name="/reweight")[2]["beta"]
+    skipped = call(second, 0.9, api_name="/reweight")  # nothing explained in this session yet
     assert first_beta == 0.4
-    assert all(value == {"__type__": "update"} for value in skipped)  # no change: nothing to redraw
+    assert all(value is None or value == {"__type__": "update"} for value in skipped)  # nothing to redraw
 
 
 def test_layers_endpoint(client):
-    layer, table = client.predict(MODEL, api_name="/layers")
-    assert layer["value"] == "bn2" and [value for _, value in layer["choices"]] == [row["name"] for row in table]
-    assert table[-1] == {"name": "bn2", "kind": "BatchNormAct2d", "channels": 1280, "height": 7, "width": 7}
+    layer, table = call(client, MODEL, api_name="/layers")
+    assert layer == "bn2" and table[-1] == {"name": "bn2", "kind": "BatchNormAct2d", "channels": 1280, "height": 7, "width": 7}
 
 
 def test_user_mistakes_reach_the_client_as_messages(client, tmp_path):
-    with pytest.raises(AppError, match="Unknown model 'resnet9000'"):
-        client.predict(
-            handle_file(str(ASSETS / "chelsea.jpg")), "resnet9000", "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "",
-            api_name="/explain",
-        )
-    with pytest.raises(AppError, match="Unknown layer 'nope'"):
-        client.predict(
-            handle_file(str(ASSETS / "chelsea.jpg")), MODEL, "nope", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "",
-            api_name="/explain",
-        )
+    photo = handle_file(str(ASSETS / "chelsea.jpg"))
+    with pytest.raises(AppError, match="Unknown model"):
+        call(client, photo, "resnet9000", "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain")
+    with pytest.raises(AppError, match="Unknown layer"):
+        call(client, photo, MODEL, "nope", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain")
     broken = tmp_path / "photo.jpg"
     broken.write_bytes((ASSETS / "chelsea.jpg").read_bytes()[:5000])  # a cut-off download
     with pytest.raises(AppError, match="truncated or corrupt"):
-        client.predict(
-            handle_file(str(broken)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain"
-        )
+        call(client, handle_file(str(broken)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain")
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
     with pytest.raises(AppError, match="not an image"):
-        client.predict(
-            handle_file(str(text)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain"
-        )
-    # the server keeps serving
-    assert explain(client, "chelsea.jpg")[5]["q"] == DEFAULT_Q
+        call(client, handle_file(str(text)), MODEL, "", 6, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", api_name="/explain")
+    assert explain(client, "chelsea.jpg")[5]["q"] == DEFAULT_Q  # the server keeps serving
 
 
 def test_a_classroom_sending_one_example_at_once(server_url):
     """Identical concurrent requests (RECIPES: files rewritten while served broke such a load)."""
 
     def one(_: int):
-        return explain(Client(server_url, verbose=False, analytics_enabled=False), "rocket.jpg", q=4)
+        return explain(new_client(server_url), "rocket.jpg", q=4)
 
     with forward_calls() as calls, ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(one, range(6)))
@@ -173,16 +191,12 @@ def test_a_classroom_sending_one_example_at_once(server_url):
 
 
 def test_compare_and_sweep_endpoints(client):
-    gallery, table = client.predict(
-        handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", 4, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "",
-        ["gradcam", "xgradcam"], api_name="/compare",
-    )
+    coffee = handle_file(str(ASSETS / "coffee.jpg"))
+    settings = (MODEL, "", 4, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "", "", "euclidean", False, "viridis")
+    gallery, table = call(client, coffee, *settings, ["gradcam", "xgradcam"], api_name="/compare")
     assert [item["caption"].split(" · ")[0] for item in gallery] == ["Input", "Grad-CAM", "XGrad-CAM"]
     assert table["headers"][0] == "method" and [row[0] for row in table["data"]] == ["Grad-CAM", "XGrad-CAM"]
-    layers = client.predict(
-        handle_file(str(ASSETS / "coffee.jpg")), MODEL, 4, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "", 2,
-        api_name="/sweep_layers",
-    )
+    layers = call(client, coffee, *settings, 2, api_name="/sweep_layers")
     assert len(layers) == 2 and layers[-1]["caption"].startswith("bn2 · ")
 
 
@@ -190,28 +204,22 @@ def test_a_preset_and_the_spectral_similarity_through_the_api(client):
     from clustercam.methods import PRESETS
 
     paper = PRESETS["paper"]
-    answer = client.predict(
-        handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "", paper["q"], paper["beta"], "kmeans", 0, 0.2, 0.0, 0,
-        "Egyptian cat", "paper", "euclidean", False, api_name="/explain",
-    )
+    answer = explain(client, "cat_and_coffee.jpg", q=paper["q"], target="Egyptian cat", preset="paper")
     summary = answer[5]
     assert summary["preset"] == "paper" and summary["normalization"] == paper["normalization"]
     assert summary["combination"] == paper["combination"] and len(answer[2]) == paper["q"]
-    spectral = client.predict(
-        handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "", 3, 0.9, "spectral", 0, 0.2, 0.0, 0,
+    spectral = call(
+        client, handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "", 3, 0.9, "spectral", 0, 0.2, 0.0, 0,
         "Egyptian cat", "", "correlation", True, api_name="/explain",
     )
     assert spectral[5]["method"] == "clustercam" and len(spectral[2]) == 3
     with pytest.raises(AppError, match="Unknown preset"):
-        client.predict(
-            handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", 3, 0.5, "kmeans", 0, 0.2, 0.0, 0, "", "best", "euclidean",
-            False, api_name="/explain",
-        )
+        explain(client, "coffee.jpg", q=3, preset="best")
 
 
 def test_the_q_sweep_shows_the_silhouette_of_each_clustering(client):
-    gallery = client.predict(
-        handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "",
+    gallery = call(
+        client, handle_file(str(ASSETS / "coffee.jpg")), MODEL, "", DEFAULT_Q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "",
         api_name="/sweep_q",
     )
     captions = [item["caption"] for item in gallery]

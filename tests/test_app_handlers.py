@@ -1,4 +1,5 @@
-"""The app's handlers called directly: types in, types out, gr.Error for every user mistake.
+"""The app's listeners called directly, exactly as Gradio calls them: values in, ``{component:
+value}`` out, a readable ``gr.Error`` for every user mistake.
 
 Real model (the embedded EfficientNet-Lite0, offline) and real photographs from assets/.
 """
@@ -10,6 +11,7 @@ import statistics
 import threading
 import time
 import urllib.error
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,17 +25,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
+from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, ClusterCAM
+from clustercam.pipeline import explain_image
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
-from clustercamapp import engine, handlers, studies
+from clustercamapp import engine
+from clustercamapp.controls import layers
+from clustercamapp.settings import SETTING_NAMES
+from clustercamapp.tabs import compare as compare_tab
+from clustercamapp.tabs import learn
+from clustercamapp.tabs import sweeps as sweeps_tab
 
 from .conftest import ASSETS
 
 CHELSEA = str(ASSETS / "chelsea.jpg")
 PAIR = str(ASSETS / "cat_and_coffee.jpg")
 MODEL = "efficientnet_lite0"
-#: image, model, layer, Q, β, clustering, K, σ, θ, seed, target — the /explain inputs.
-DEFAULTS = (CHELSEA, MODEL, "", DEFAULT_Q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,8 +58,31 @@ def one_torch_thread_and_own_files(tmp_path_factory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
+def page():
+    import app
+
+    return app.page
+
+
+@pytest.fixture(scope="module")
+def tab(page):
+    return page.explain
+
+
+@pytest.fixture(scope="module")
 def spec():
     return engine.get_model(MODEL)
+
+
+def values(**settings) -> list[object]:
+    """The settings block as the page sends it: the defaults, some of them changed."""
+    page_defaults = {
+        "image": CHELSEA, "model": MODEL, "layer": "", "q": DEFAULT_Q, "beta": DEFAULT_BETA, "clustering": "kmeans",
+        "n_eigenvectors": 0, "sigma": 0.2, "theta": 0.0, "seed": 0, "target": "", "preset": "",
+        "similarity": "euclidean", "normalize_rows": False, "colormap": "viridis",
+    }
+    merged = {**page_defaults, **settings}
+    return [merged[name] for name in SETTING_NAMES]
 
 
 @contextmanager
@@ -71,13 +100,6 @@ def forward_calls(model: torch.nn.Module) -> Iterator[list[int]]:
         handle.remove()
 
 
-def explain(*overrides: tuple[int, object]):
-    values = list(DEFAULTS)
-    for index, value in overrides:
-        values[index] = value
-    return handlers.explain(*values)
-
-
 def pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
@@ -92,70 +114,105 @@ def left_share(npy_path: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def chelsea_outputs():
-    return explain()
+def chelsea(tab):
+    return tab.on_explain(*values())
 
 
-def test_explain_returns_pictures_galleries_summary_and_downloads(chelsea_outputs, spec):
-    overlay, heatmap, clusters, masked, scores, summary, downloads, markdown, top5, session = chelsea_outputs
-    assert Image.open(overlay).format == "PNG" and Image.open(heatmap).format == "PNG"
-    assert Image.open(overlay).size == Image.open(CHELSEA).size  # 451×300: under the display size
-    assert list(scores["cluster"]) == [str(q) for q in range(DEFAULT_Q)]  # the bar plot's rows
+def test_explain_returns_every_output(tab, chelsea, spec):
+    out = chelsea
+    assert set(out) >= set(tab.explain_outputs())  # one value for every declared output
+    summary, session = out[tab.summary], out[tab.session]
+    overlay = out[tab.overlay]
+    assert Image.open(overlay).format == "PNG" and Image.open(overlay).size == Image.open(CHELSEA).size
+    clusters, masked = out[tab.clusters], out[tab.masked]
     assert len(clusters) == DEFAULT_Q and len(masked) == DEFAULT_Q
-    for q, (path, caption) in enumerate(clusters):
-        assert Path(path).is_file() and caption.startswith(f"cluster {q} · ")
-        assert f"{summary['cluster_sizes'][q]} maps" in caption
-    assert sum(" · BASE" in caption for _, caption in clusters) == 1
-    assert sum(" · SCISSORS" in caption for _, caption in masked) == 1
     base, scissors = summary["base"]["cluster"], summary["scissors"]["cluster"]
-    assert "BASE" in clusters[base][1] and "SCISSORS" in masked[scissors][1]
+    for q, ((tile, caption), (_, masked_caption)) in enumerate(zip(clusters, masked, strict=True)):
+        assert Path(tile).is_file() and caption.startswith(f"cluster {q} · ") and caption == masked_caption
+        assert caption.endswith(f"p {summary['scores'][q]:.3f}")
+        assert ("BASE" in caption) == (q == base) and ("SCISSORS" in caption) == (q == scissors)
     assert summary["scores"][base] == max(summary["scores"]) and summary["scores"][scissors] == min(summary["scores"])
-    assert list(scores["score"]) == summary["scores"] and list(scores["maps"]) == summary["cluster_sizes"]
-    assert list(scores["role"]).index("base") == base and list(scores["role"]).index("scissors") == scissors
+    table = out[tab.scores_table]
+    assert list(table["maps"]) == summary["cluster_sizes"] and list(table["role"]).index("base") == base
+    assert list(table["p(Egyptian cat)"]) == summary["scores"]
     # the model's own top-1 for the scikit-image cat, explained by default
     assert summary["target"]["name"] == summary["predicted_top5"][0]["name"] == "Egyptian cat"
     assert summary["forward_passes"] == 1 + DEFAULT_Q and summary["layer"] == spec.default_layer
-    assert f"cluster {base}" in markdown and f"cluster {scissors}" in markdown
-    png, npy = downloads
-    assert png == overlay and npy.endswith(".npy")
-    array = np.load(npy)
-    assert array.dtype == np.float32 and array.shape == tuple(summary["input_size"][::-1])
-    assert array.min() >= 0.0 and array.max() == pytest.approx(1.0)
+    assert f"cluster {base}" in out[tab.summary_md] and f"cluster {scissors}" in out[tab.summary_md]
+    top5 = out[tab.controls.top5]
     assert isinstance(top5, gr.Radio) and len(top5.choices) == 5 and top5.value == "285"
+    assert out[tab.class_a].value == "285" and out[tab.class_b].value == str(summary["predicted_top5"][1]["index"])
     assert session["key"] and session["target"] is None and session["beta"] == DEFAULT_BETA
+    assert frame_color(out[tab.base_map]) == BASE_COLOR and frame_color(out[tab.scissors_map]) == SCISSORS_COLOR
 
 
-def test_reweight_redraws_without_a_forward_pass(chelsea_outputs, spec):
-    overlay, *_, session = chelsea_outputs
-    times = []
+def test_the_zip_holds_every_output_and_the_npy_is_the_heatmap(tab, chelsea):
+    bundle, overlay, npy = chelsea[tab.downloads]
+    array = np.load(npy)
+    assert array.dtype == np.float32 and array.min() >= 0.0 and array.max() == pytest.approx(1.0)
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        assert {Path(overlay).name, Path(npy).name, "base.png", "scissors.png", "scores.png", "summary.json"} <= names
+        assert {f"cluster_{q}.png" for q in range(DEFAULT_Q)} | {f"masked_{q}.png" for q in range(DEFAULT_Q)} <= names
+        assert np.array_equal(np.load(archive.open(Path(npy).name)), array)
+
+
+def test_explain_matches_the_library_with_every_setting_changed(tab, spec):
+    """Spectral clustering, non-default σ, θ, K, seed, β and a target: the app's .npy is the
+    heatmap the library computes with the same settings."""
+    options = {"q": 5, "clustering": "spectral", "n_eigenvectors": 3, "sigma": 0.35, "theta": 0.05, "seed": 7,
+               "similarity": "correlation", "normalize_rows": True}
+    out = tab.on_explain(*values(
+        image=PAIR, beta=0.35, target="espresso", preset="discriminative", **options,
+    ))
+    npy = out[tab.downloads][2]
+    library = explain_image(
+        spec, Path(PAIR).read_bytes(), layer="bn2", preset="discriminative", target=spec.class_index("espresso"),
+        **{**options, "beta": 0.35},
+    )
+    np.testing.assert_allclose(np.load(npy), library.result.heatmaps[0].numpy(), atol=1e-6)
+    assert out[tab.summary]["q"] == 5 and out[tab.summary]["target"]["name"] == "espresso"
+
+
+def test_reweight_redraws_without_a_forward_pass(tab, chelsea, spec):
+    session, times = chelsea[tab.session], []
     with forward_calls(spec.model) as calls:
         for beta in (0.3, 0.4, 0.5, 0.6, 0.9, 0.3):
             started = time.perf_counter()
-            new_overlay, _, summary, downloads, markdown, new_session = handlers.reweight(beta, session)
+            out = tab.on_reweight(beta, session)
             times.append(time.perf_counter() - started)
-    assert calls[0] == 0 and summary["request"]["forward_passes"] == 0
-    assert summary["beta"] == 0.3 and new_session["beta"] == 0.3 and "β = 0.30" in markdown
-    assert np.abs(pixels(new_overlay) - pixels(overlay)).mean() > 1.0  # another β, another map
-    assert not np.allclose(np.load(downloads[1]), np.load(chelsea_outputs[6][1]))
+    assert set(out) == set(tab.redraw_outputs())
+    assert calls[0] == 0 and out[tab.summary]["request"]["forward_passes"] == 0
+    assert out[tab.summary]["beta"] == 0.3 and out[tab.session]["beta"] == 0.3 and "β = 0.30" in out[tab.summary_md]
+    assert np.abs(pixels(out[tab.overlay]) - pixels(chelsea[tab.overlay])).mean() > 1.0  # another β, another map
+    assert not np.allclose(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
     print(f"\nreweight server time: median {1000 * statistics.median(times):.1f} ms over {len(times)} calls")
 
 
-def test_retarget_swaps_base_and_scissors_on_two_objects(spec):
-    session = explain((0, PAIR), (3, 3))[-1]
+def test_recolor_changes_colours_not_the_heatmap(tab, chelsea):
+    out = tab.on_recolor("jet", chelsea[tab.session])
+    assert out[tab.session]["colormap"] == "jet"
+    assert np.abs(pixels(out[tab.heatmap]) - pixels(chelsea[tab.heatmap])).mean() > 10
+    assert np.array_equal(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
+    with pytest.raises(gr.Error, match="Unknown colormap"):
+        tab.on_recolor("rainbow-unicorn", chelsea[tab.session])
+
+
+def test_retarget_swaps_base_and_scissors_on_two_objects(tab, spec):
+    session = tab.on_explain(*values(image=PAIR, q=3, preset="legacy"))[tab.session]
     roles = {}
     with forward_calls(spec.model) as calls:
         for name in ("Egyptian cat", "espresso", "285"):
-            outputs = handlers.retarget(name, session)
-            shown, downloads, new_session = outputs[5], outputs[6], outputs[-1]
+            out = tab.on_retarget(name, session)
+            shown = out[tab.summary]
             assert shown["target"]["name"] == ("Egyptian cat" if name == "285" else name)
             assert shown["request"]["forward_passes"] == 0
-            roles[name] = (shown["base_index"], shown["scissors_index"], left_share(downloads[1]))
-            for gallery in (outputs[2], outputs[3]):  # cluster maps and masked images: frames follow
+            roles[name] = (shown["base_index"], shown["scissors_index"], left_share(out[tab.downloads][2]))
+            for gallery in (out[tab.clusters], out[tab.masked]):  # cluster maps and masked images: frames follow
                 assert frame_color(gallery[shown["base_index"]][0]) == BASE_COLOR
                 assert frame_color(gallery[shown["scissors_index"]][0]) == SCISSORS_COLOR
-            assert "p(" + shown["target"]["name"] + ")" in outputs[3][0][1]
-            assert new_session["target"] == spec.class_index(name)
-            assert outputs[9]["value"] == str(spec.class_index(name))  # the class dropdown follows
+            assert out[tab.session]["target"] == spec.class_index(name)
+            assert out[tab.controls.target].value == str(spec.class_index(name))  # the class dropdown follows
     assert calls[0] == 0
     (cat_base, cat_scissors, cat_left), (cup_base, cup_scissors, cup_left) = roles["Egyptian cat"], roles["espresso"]
     assert (cat_base, cat_scissors) == (cup_scissors, cup_base)  # the paper's Fig. 3 swap
@@ -163,26 +220,64 @@ def test_retarget_swaps_base_and_scissors_on_two_objects(spec):
     assert roles["285"] == roles["Egyptian cat"]
 
 
-def test_redraws_before_any_explanation_change_nothing():
-    assert all(value == gr.skip() for value in handlers.reweight(0.5, None))
-    assert all(value == gr.skip() for value in handlers.retarget("espresso", None))
+def test_two_classes_side_by_side_without_a_forward_pass(tab, spec):
+    session = tab.on_explain(*values(image=PAIR, q=3, preset="legacy"))[tab.session]
+    with forward_calls(spec.model) as calls:
+        out = tab.on_two_classes("Egyptian cat", "967", session)
+    assert calls[0] == 0
+    cat, cup = out[tab.overlay_a], out[tab.overlay_b]
+    assert "Egyptian cat" in cat.label and "espresso" in cup.label
+    left = [np.asarray(Image.open(image.value["path"] if isinstance(image.value, dict) else image.value)) for image in (cat, cup)]
+    assert np.abs(left[0].astype(int) - left[1].astype(int)).mean() > 3  # two different heatmaps
+    with pytest.raises(gr.Error, match="Pick class B"):
+        tab.on_two_classes("Egyptian cat", None, session)
+    with pytest.raises(gr.Error, match="Explain an image first"):
+        tab.on_two_classes("Egyptian cat", "espresso", None)
 
 
-def test_layers_follow_the_model(spec):
-    dropdown, table = handlers.layers(MODEL)
-    assert dropdown.value == spec.default_layer
-    assert [value for _, value in dropdown.choices] == spec.layer_names() == [row["name"] for row in table]
-    assert all(" · " in label for label, _ in dropdown.choices)
+def test_beta_notes_explain_a_blank_or_still_heatmap(tab):
+    session = tab.on_explain(*values(image=PAIR, preset="discriminative"))[tab.session]
+    assert "β = 0:" in tab.on_reweight(0.0, session)[tab.beta_note]
+    assert tab.on_reweight(1.0, session)[tab.beta_note] == ""
+    faithful = tab.on_explain(*values(image=PAIR))[tab.session]  # the gated default: β cuts little here
+    assert "β changes little here" in tab.on_reweight(0.2, faithful)[tab.beta_note]
 
 
-def test_cache_serves_identical_requests_once_across_threads(spec):
+def test_an_example_button_shows_a_finished_explanation_with_the_default_settings(tab, page):
+    out = tab.example("Cat and espresso")
+    c = page.controls
+    assert out[c.image].endswith("cat_and_coffee.jpg") and out[c.q] == DEFAULT_Q and out[c.beta] == DEFAULT_BETA
+    assert len(out[tab.clusters]) == DEFAULT_Q and out[tab.session]["key"]
+    with pytest.raises(gr.Error):
+        tab.example("Unicorn")
+
+
+def test_a_new_image_clears_every_output(tab):
+    cleared = tab.cleared()
+    assert set(cleared) == set(tab.cleared_outputs())
+    assert cleared[tab.overlay] is None and cleared[tab.clusters] == [] and cleared[tab.session] is None
+
+
+def test_redraws_before_any_explanation_change_nothing(tab):
+    assert tab.on_reweight(0.5, None) == {tab.session: None} == tab.on_retarget("espresso", None)
+
+
+def test_layers_follow_the_model(page, spec):
+    default, rows = layers(MODEL)  # the /layers endpoint
+    assert default == spec.default_layer and [row["name"] for row in rows] == spec.layer_names()
+    update = page.controls.choose_model(MODEL, MODEL)
+    layer = update[page.controls.layer]
+    assert layer.value == "bn2" and all(" · " in label for label, _ in layer.choices)
+
+
+def test_cache_serves_identical_requests_once_across_threads(tab, spec):
     """A classroom clicking one example together: one computation, identical answers."""
     results, errors = [], []
 
     def call() -> None:
         try:
             # a seed no other test uses: the request is new to the process-wide cache
-            results.append(explain((0, str(ASSETS / "coffee.jpg")), (3, 4), (9, 4242))[5])
+            results.append(tab.on_explain(*values(image=str(ASSETS / "coffee.jpg"), q=4, seed=4242))[tab.summary])
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
 
@@ -216,135 +311,162 @@ def test_result_cache_is_bounded_and_expires():
     assert short.get("x") is None and len(short) == 0
 
 
-def test_expired_explanation_asks_to_explain_again():
+def test_expired_explanation_asks_to_explain_again(tab):
     with pytest.raises(gr.Error, match="press Explain again"):
-        handlers.reweight(0.5, {"key": "gone", "target": None, "beta": 0.5})
+        tab.on_reweight(0.5, {"key": "gone", "target": None, "beta": 0.5, "colormap": "viridis"})
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("changes", "message"),
     [
-        (((0, None),), "No image yet"),
-        (((3, 1),), "Q must be a whole number of clusters ≥ 2"),
-        (((3, 2.5),), "Q must be a whole number"),
-        (((2, "blocks.0"), (3, 17)), "Q = 17 is more than the 16 channels"),
-        (((4, 1.5),), "β must be between 0 and 1"),
-        (((1, "resnet9000"),), "Unknown model 'resnet9000'"),
-        (((2, "blocks.99"),), "Unknown layer 'blocks.99'"),
-        (((10, "unicorn"),), "Unknown class name 'unicorn'"),
-        (((5, "dbscan"),), "Clustering must be 'kmeans' or 'spectral'"),
+        ({"image": None}, "No image yet"),
+        ({"q": 1}, "Q must be a whole number of clusters ≥ 2"),
+        ({"q": 2.5}, "Q must be a whole number"),
+        ({"layer": "blocks.0", "q": 17}, "Q = 17 is more than the 16 channels"),
+        ({"beta": 1.5}, "β must be between 0 and 1"),
+        ({"model": "resnet9000"}, "Unknown model &#x27;resnet9000&#x27;|Unknown model 'resnet9000'"),
+        ({"layer": "blocks.99"}, "Unknown layer"),
+        ({"target": "unicorn"}, "Unknown class name"),
+        ({"clustering": "dbscan"}, "Clustering must be"),
+        ({"preset": "fastest"}, "Unknown preset"),
+        ({"colormap": "rainbow"}, "Unknown colormap"),
+        ({"similarity": "cosine", "clustering": "spectral"}, "The similarity must be one of"),
     ],
 )
-def test_user_mistakes_become_gr_errors(overrides, message):
-    with pytest.raises(gr.Error, match=message):
-        explain(*overrides)
+def test_user_mistakes_become_gr_errors(tab, changes, message):
+    with pytest.raises(gr.Error, match=message) as caught:
+        tab.on_explain(*values(**changes))
+    assert caught.value.duration is None  # stays until the user closes it
 
 
-def test_bad_files_become_gr_errors(tmp_path):
+def test_error_messages_are_escaped_for_the_page(tab):
+    """Gradio shows an error's message as HTML: angle brackets must survive as text."""
+    with pytest.raises(gr.Error) as caught:
+        tab.on_explain(*values(target="<urlopen error>"))
+    assert "&lt;urlopen error&gt;" in caught.value.message and "<urlopen" not in caught.value.message
+
+
+def test_bad_files_become_gr_errors(tab, tmp_path):
     not_image = tmp_path / "notes.jpg"
     not_image.write_bytes(b"this is not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        explain((0, str(not_image)))
+        tab.on_explain(*values(image=str(not_image)))
     truncated = tmp_path / "truncated.jpg"
     data = (ASSETS / "chelsea.jpg").read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
     with pytest.raises(gr.Error, match="truncated or corrupt"):
-        explain((0, str(truncated)))
+        tab.on_explain(*values(image=str(truncated)))
     gray = tmp_path / "gray.png"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(gray)
     with pytest.raises(gr.Error, match=r"single flat colour|distinct|spatially constant"):  # degenerate feature maps
-        explain((0, str(gray)))
+        tab.on_explain(*values(image=str(gray)))
 
 
-def test_beta_out_of_range_on_reweight(chelsea_outputs):
+def test_beta_out_of_range_and_unknown_class_on_redraws(tab, chelsea):
     with pytest.raises(gr.Error, match="β must be between 0 and 1"):
-        handlers.reweight(-0.1, chelsea_outputs[-1])
-
-
-def test_unknown_class_on_retarget(chelsea_outputs):
+        tab.on_reweight(-0.1, chelsea[tab.session])
     with pytest.raises(gr.Error, match="Did you mean"):
-        handlers.retarget("egyptian", chelsea_outputs[-1])
+        tab.on_retarget("egyptian", chelsea[tab.session])
 
 
-def test_weights_that_cannot_be_downloaded_become_gr_error_and_the_app_keeps_working(monkeypatch):
+def test_a_model_that_cannot_be_downloaded_is_put_back_and_the_app_keeps_working(monkeypatch, page, tab):
     import torchvision.models._api
 
     def offline(*_args, **_kwargs):
-        raise urllib.error.URLError("no network")
+        raise urllib.error.URLError("<urlopen error no network>")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda message, **options: warnings.append((message, options)))
+    c = page.controls
+    update = c.choose_model("alexnet", MODEL)
+    assert update == {c.model: MODEL}  # the dropdown goes back to the model in use
+    (message, options), = warnings
+    assert "could not be downloaded" in message and "&lt;urlopen error" in message and options["duration"] is None
     with pytest.raises(gr.Error, match="could not be downloaded"):
-        handlers.layers("alexnet")
-    with pytest.raises(gr.Error, match="could not be downloaded"):
-        explain((1, "alexnet"))
-    dropdown, _ = handlers.layers(MODEL)  # the embedded model still serves
-    assert dropdown.value == "bn2"
+        tab.on_explain(*values(model="alexnet"))
+    assert c.choose_model(MODEL, MODEL)[c.layer].value == "bn2"  # the embedded model still serves
+    labels = dict((name, label) for label, name in c.model.choices)
+    assert "needs the internet" in labels["alexnet"] and "needs the internet" not in labels[MODEL]
 
 
-def test_compare_gives_costs_and_metrics_per_method(spec):
-    gallery, table = studies.compare(*DEFAULTS, ["clustercam", "gradcam", "xgradcam"])
-    assert len(gallery) == 4 and gallery[0][1].startswith("Input · target: Egyptian cat")
-    assert [row for row in table["method"]] == ["Cluster-CAM", "Grad-CAM", "XGrad-CAM"]
+def test_compare_gives_costs_and_metrics_per_method():
+    gallery, table = compare_tab.compare_listener(*values(), ["clustercam", "gradcam", "xgradcam"])
+    assert len(gallery) == 4 and gallery[0][1] == "Input · Egyptian cat"
+    assert list(table["method"]) == ["Cluster-CAM", "Grad-CAM", "XGrad-CAM"]
     passes = dict(zip(table["method"], zip(table["forward"], table["backward"], strict=True), strict=True))
     assert passes["Cluster-CAM"] == (1 + DEFAULT_Q, 0) and passes["Grad-CAM"] == (1, 1)
-    assert table["average drop %"].between(0, 100).all()
-    assert set(table["increase"]) <= {"yes", "no"}
+    assert table["drop (%)"].between(0, 100).all() and set(table["increase"]) <= {"yes", "no"}
     y, o = table["Y"], table["O"]
     assert (y == y.iloc[0]).all()  # one image, one class: the same Y for every method
-    expected = (100 * (y - o).clip(lower=0) / y).round(2)
-    assert np.allclose(table["average drop %"], expected, atol=0.02)
-    for (_, caption), method in zip(gallery[1:], table["method"], strict=True):
-        assert caption.startswith(method) and " fwd / " in caption and "avg drop" in caption
+    assert np.allclose(table["drop (%)"], (100 * (y - o).clip(lower=0) / y).round(2), atol=0.02)
+    for (_, caption), method, drop in zip(gallery[1:], table["method"], table["drop (%)"], strict=True):
+        assert caption == f"{method} · drop {drop:.1f} %"
 
 
 def test_compare_refuses_empty_or_unknown_method_lists():
     with pytest.raises(gr.Error, match="at least one method"):
-        studies.compare(*DEFAULTS, [])
+        compare_tab.compare_listener(*values(), [])
     with pytest.raises(gr.Error, match="Unknown method"):
-        studies.compare(*DEFAULTS, ["magiccam"])
+        compare_tab.compare_listener(*values(), ["magiccam"])
 
 
-def test_default_methods_leave_score_cam_out_on_cpu():
-    assert "scorecam" not in studies.default_methods(torch.device("cpu"))
-    assert "scorecam" in studies.default_methods(torch.device("cuda"))
+def test_method_metadata_lives_on_the_classes():
+    assert compare_tab.method_choices()[0] == ("Cluster-CAM", "clustercam")
+    assert "scorecam" not in compare_tab.default_methods(torch.device("cpu"))
+    assert "scorecam" in compare_tab.default_methods(torch.device("cuda"))
+    assert {"q", "beta", "sigma", "similarity"} <= set(ClusterCAM.option_names())
 
 
-def test_sweeps_over_q_layers_and_eigenvectors(monkeypatch, spec):
-    monkeypatch.setattr(studies, "SWEEP_Q_VALUES", (2, 3))
-    monkeypatch.setattr(studies, "SWEEP_K_VALUES", (1, 2))
-    q_sweep = studies.sweep_q(CHELSEA, MODEL, "", DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "")
-    assert [caption.split(" · ")[0] for _, caption in q_sweep] == ["Q = 2", "Q = 3"]
-    layer_sweep = studies.sweep_layers(CHELSEA, MODEL, 3, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, "", 2)
+def overlay_differences(gallery) -> list[float]:
+    pictures = [pixels(path) for path, _ in gallery]
+    return [float(np.abs(a - b).mean()) for a, b in zip(pictures, pictures[1:], strict=False)]
+
+
+def test_each_sweep_item_is_what_its_caption_says(monkeypatch, spec):
+    monkeypatch.setattr(sweeps_tab, "SWEEP_Q_VALUES", (2, 3, 5))
+    monkeypatch.setattr(sweeps_tab, "SWEEP_K_VALUES", (1, 2, 4))
+    q_sweep = sweeps_tab.sweep_q_listener(*values(image=PAIR, q=9))  # the page's Q is swept over
+    k_sweep = sweeps_tab.sweep_eigenvectors_listener(*values(image=PAIR, q=3))
+    layer_sweep = sweeps_tab.sweep_layers_listener(*values(image=PAIR, q=3), 3)
+    assert [caption.split(" · ")[0] for _, caption in q_sweep] == ["Q = 2", "Q = 3", "Q = 5"]
+    assert sum(caption.endswith(" ★") for _, caption in q_sweep) == 1
+    assert [caption.split(" · ")[0] for _, caption in k_sweep] == ["K = 1", "K = 2", "K = 4"]
     labels = {info.name: info.label for info in spec.layers()}
-    chosen = [info.name for info in studies.sweep_layer_selection(spec, 2)]
+    chosen = [info.name for info in sweeps_tab.sweep_layer_selection(spec, 3)]
     assert [caption.split(" · base")[0] for _, caption in layer_sweep] == [labels[name] for name in chosen]
-    k_sweep = studies.sweep_eigenvectors(CHELSEA, MODEL, "", 3, DEFAULT_BETA, 0.2, 0.0, 0, "")
-    assert [caption.split(" · ")[0] for _, caption in k_sweep] == ["K = 1", "K = 2"]
-    for _, caption in q_sweep + layer_sweep + k_sweep:
-        assert " · base " in caption and " · scissors " in caption
-    for path, _ in q_sweep + layer_sweep + k_sweep:
-        assert Image.open(path).size == Image.open(CHELSEA).size  # chelsea is under the display size
+    # the captions are true: each item is the library's explanation with that Q, K or layer
+    for (path, caption), q in zip(q_sweep, (2, 3, 5), strict=True):
+        result = explain_image(spec, Path(PAIR).read_bytes(), layer="bn2", q=q).result[0]
+        assert f"base {result.base_index} · scissors {result.scissors_index}" in caption
+    for (_, caption), k in zip(k_sweep, (1, 2, 4), strict=True):
+        result = explain_image(spec, Path(PAIR).read_bytes(), layer="bn2", q=3, clustering="spectral",
+                               n_eigenvectors=k, sigma=0.2, theta=0.0, similarity="euclidean",
+                               normalize_rows=False).result[0]
+        assert f"base {result.base_index} · scissors {result.scissors_index}" in caption
+    for gallery in (q_sweep, k_sweep, layer_sweep):  # and the maps differ from item to item
+        assert min(overlay_differences(gallery)) > 0.5
 
 
 def test_layer_selection_keeps_stage_ends_and_the_default(spec):
     layers = spec.layer_names()
     for count in (2, 4, 6, 12):
-        chosen = [info.name for info in studies.sweep_layer_selection(spec, count)]
+        chosen = [info.name for info in sweeps_tab.sweep_layer_selection(spec, count)]
         assert 2 <= len(chosen) <= count and spec.default_layer in chosen
         assert chosen == sorted(chosen, key=layers.index)  # forward order
         assert all(name.count(".") <= 1 for name in chosen)
-    six = [info for info in studies.sweep_layer_selection(spec, 6)]
+    six = sweeps_tab.sweep_layer_selection(spec, 6)
     assert len({(info.height, info.width) for info in six}) == 5  # one per resolution, 112² … 7²
     with pytest.raises(ValueError, match="at least 2"):
-        studies.sweep_layer_selection(spec, 1)
+        sweeps_tab.sweep_layer_selection(spec, 1)
 
 
 def test_teaching_example_swaps_base_and_scissors():
-    cat = handlers.teach("Egyptian cat")
-    cup = handlers.teach("espresso")
-    assert len(cat[1]) == handlers.TEACH_Q and len(cup[2]) == handlers.TEACH_Q
-    assert "swap places" in cat[3] and "### Target: espresso" in cup[3]
+    cat = learn.teach_listener("Egyptian cat")
+    cup = learn.teach_listener("espresso")
+    assert len(cat[1]) == learn.TEACH_Q and len(cup[2]) == learn.TEACH_Q
+    assert "swap places" in cat[3] and "### Class: espresso" in cup[3]
     assert [caption for _, caption in cat[1]] != [caption for _, caption in cup[1]]
     with pytest.raises(gr.Error):
-        handlers.teach("tabby")
+        learn.teach_listener("tabby")

@@ -100,6 +100,10 @@ def compare(
     return gallery, pd.DataFrame(rows, columns=COLUMNS)
 
 
+#: The listener exactly as Gradio calls it: the settings block, then the methods.
+compare_listener = gpu(user_errors(takes_settings("methods")(compare)))
+
+
 class CompareTab:
     def __init__(self, controls: Controls):
         self.controls = controls
@@ -112,7 +116,7 @@ class CompareTab:
         self.gallery = gr.Gallery(label="Heatmaps (the paper's Fig. 1)", columns=4, elem_id="compare-gallery", **style.GALLERY)
         self.table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=False, elem_id="compare-table")
         self.run.click(
-            gpu(user_errors(takes_settings("methods")(compare))), [*controls.settings(), self.methods],
+            compare_listener, [*controls.settings(), self.methods],
             [self.gallery, self.table], api_name="compare", concurrency_id="network",
             concurrency_limit=NETWORK_CONCURRENCY,
         )

@@ -120,13 +120,13 @@ class ExplainTab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=300):
                 self.clusters = gr.Gallery(
-                    label="Clusters of feature maps (mean map of each, eq. 18)", columns=4, elem_id="clusters",
+                    label="Clusters: mean feature map of each (eq. 18)", columns=4, elem_id="clusters",
                     **style.GALLERY,
                 )
             with gr.Column(scale=1, min_width=220):
                 gr.Markdown(text.KEY, elem_id="key")
         self.masked = gr.Gallery(
-            label="The image masked by each cluster, as the network saw it (eq. 19)", columns=4, elem_id="masked",
+            label="The image masked by each cluster (eq. 19)", columns=4, elem_id="masked",
             **style.GALLERY,
         )
         with gr.Row(equal_height=False):
@@ -250,7 +250,7 @@ class ExplainTab:
                     self.scores_chart: chart,
                     self.scores_table: drawing.scores_table(spec, one),
                     c.top5: gr.Radio(choices=choices, value=str(one.target)),
-                    c.target: gr.Dropdown(value="" if session["target"] is None else str(session["target"])),
+                    c.target: gr.update(value="" if session["target"] is None else str(session["target"])),
                     self.class_a: gr.Dropdown(choices=every, value=str(one.target)),
                     self.class_b: gr.Dropdown(choices=every, value=str(second)),
                 })
@@ -305,7 +305,7 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
         if entry is None:
-            return {}
+            return {self.session: session}  # nothing to redraw (an empty dict would not be read as one)
         return self._draw(
             entry, {**session, **change}, everything=False, cached=True,
             passes=forward_images() - passes_before, started=started,
@@ -318,7 +318,7 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
         if entry is None:
-            return {}
+            return {self.session: session}
         wanted = entry.spec.class_index(target) if target and str(target).strip() else None
         return self._draw(
             entry, {**session, "target": wanted}, everything=True, cached=True,
@@ -373,18 +373,22 @@ class ExplainTab:
         c = self.controls
         network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
         redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
-        explain = gpu(user_errors(takes_settings()(self.explain)))
+        # The listeners exactly as Gradio calls them (the tests call these too).
+        self.on_explain = gpu(user_errors(takes_settings()(self.explain)))
+        self.on_reweight = user_errors(self.reweight)
+        self.on_recolor = user_errors(self.recolor)
+        self.on_retarget = user_errors(self.retarget)
+        self.on_two_classes = user_errors(self.two_classes)
         c.explain.click(
-            explain, c.settings(), self.explain_outputs(), api_name="explain", **network
+            self.on_explain, c.settings(), self.explain_outputs(), api_name="explain", **network
         ).success(None, js=SCROLL_TO_RESULT)
-        c.beta.input(user_errors(self.reweight), [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
-        c.colormap.input(user_errors(self.recolor), [c.colormap, self.session], self.redraw_outputs(),
+        c.beta.input(self.on_reweight, [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
+        c.colormap.input(self.on_recolor, [c.colormap, self.session], self.redraw_outputs(),
                          api_visibility="private", **redraw)
-        retarget = user_errors(self.retarget)
-        c.target.input(retarget, [c.target, self.session], self.explain_outputs(), api_name="retarget", **redraw)
-        c.top5.input(retarget, [c.top5, self.session], self.explain_outputs(), api_visibility="private", **redraw)
+        c.target.input(self.on_retarget, [c.target, self.session], self.explain_outputs(), api_name="retarget", **redraw)
+        c.top5.input(self.on_retarget, [c.top5, self.session], self.explain_outputs(), api_visibility="private", **redraw)
         self.show_both.click(
-            user_errors(self.two_classes), [self.class_a, self.class_b, self.session], [self.overlay_a, self.overlay_b],
+            self.on_two_classes, [self.class_a, self.class_b, self.session], [self.overlay_a, self.overlay_b],
             api_visibility="private", **redraw,
         )
         example_outputs = [*self.explain_outputs(), c.image, c.model, c.layer, c.preset, c.q, c.beta, c.clustering, c.colormap]

@@ -68,6 +68,10 @@ def teach(target: str) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]
     return overlay, clusters, masked, markdown
 
 
+#: The listener as Gradio calls it (``ValueError`` → a readable ``gr.Error``).
+teach_listener = user_errors(teach)
+
+
 class LearnTab:
     def __init__(self, controls: Controls):
         gr.Markdown(text.HOW_IT_WORKS, latex_delimiters=text.LATEX, elem_id="how-it-works")
@@ -81,12 +85,12 @@ class LearnTab:
         self.masked = gr.Gallery(label="Masked images and scores", columns=3, elem_id="teach-masked", **style.GALLERY)
         outputs = [self.overlay, self.clusters, self.masked, self.markdown]
         network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
-        cat.click(gpu(user_errors(self._for("Egyptian cat"))), None, outputs, api_visibility="private", **network)
-        cup.click(gpu(user_errors(self._for("espresso"))), None, outputs, api_visibility="private", **network)
+        cat.click(gpu(self._for("Egyptian cat")), None, outputs, api_visibility="private", **network)
+        cup.click(gpu(self._for("espresso")), None, outputs, api_visibility="private", **network)
 
     @staticmethod
     def _for(target: str) -> Any:
         def handler() -> tuple[str, list[tuple[str, str]], list[tuple[str, str]], str]:
-            return teach(target)
+            return teach_listener(target)
 
         return handler

@@ -134,6 +134,12 @@ def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[s
     return run_sweep(settings, variants, progress, "K")
 
 
+#: The listeners exactly as Gradio calls them: the settings block (then ``max_layers``).
+sweep_q_listener = gpu(user_errors(takes_settings()(sweep_q)))
+sweep_layers_listener = gpu(user_errors(takes_settings("max_layers")(sweep_layers)))
+sweep_eigenvectors_listener = gpu(user_errors(takes_settings()(sweep_eigenvectors)))
+
+
 class SweepsTab:
     def __init__(self, controls: Controls):
         network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
@@ -150,12 +156,12 @@ class SweepsTab:
         self.k_run = gr.Button("Sweep K = 1…8 (spectral)", elem_id="sweep-k-btn")
         self.k_gallery = gr.Gallery(label="Eigenvector sweep", elem_id="sweep-k-gallery", **gallery)
         settings = controls.settings()
-        self.q_run.click(gpu(user_errors(takes_settings()(sweep_q))), settings, [self.q_gallery], api_name="sweep_q", **network)
+        self.q_run.click(sweep_q_listener, settings, [self.q_gallery], api_name="sweep_q", **network)
         self.layers_run.click(
-            gpu(user_errors(takes_settings("max_layers")(sweep_layers))), [*settings, self.max_layers], [self.layers_gallery],
+            sweep_layers_listener, [*settings, self.max_layers], [self.layers_gallery],
             api_name="sweep_layers", **network,
         )
         self.k_run.click(
-            gpu(user_errors(takes_settings()(sweep_eigenvectors))), settings, [self.k_gallery],
+            sweep_eigenvectors_listener, settings, [self.k_gallery],
             api_name="sweep_eigenvectors", **network,
         )
