@@ -158,7 +158,8 @@ def differences_table(report: BenchmarkReport) -> str:
     resamples = next(iter(first.values())).resamples if first else 0
     note = (
         f"\nDifferences of the means (method − {reference}) with paired bootstrap 95 % intervals "
-        f"({resamples} resamples; n = {n_images} images, {n_pairs} pairs for the pair share); bold: the interval "
+        f"({resamples} resamples; n = {n_images} images{f', {n_pairs} pairs for the pair share' if n_pairs else ''}); "
+        "bold: the interval "
         "excludes zero. Lower is better for the drops and deletion, higher for increase, insertion and pair share.\n"
     )
     return f"\n## Differences to {reference}\n\n" + "\n".join(lines) + "\n" + note
@@ -170,8 +171,10 @@ def table1(report: BenchmarkReport) -> str:
         "\n*Masking:* X∘H multiplies the preprocessed image by the heatmap (0 = the preprocessing's mean "
         "colour), the same for every method. Average drop = mean max(0, Y−O)/Y; confidence drop = "
         "mean (Y−O)/Y (eq. 23, signed); increase = share of images with O > Y; deletion/insertion: "
-        f"RISE AUC over {report.settings.get('n_steps')} steps; pair share over "
-        f"{report.settings.get('pairs', 0)} two-image pairs (1 = mass on the right object, 0.5 = chance).\n"
+        f"RISE AUC over {report.settings.get('n_steps')} steps"
+        + (f"; pair share over {report.settings['pairs']} two-image pairs (1 = mass on the right object, 0.5 = chance)"
+           if report.settings.get("pairs") else "")
+        + ".\n"
     )
     return markdown_table(report, TABLE1, "Table 1 — faithfulness") + notes + differences_table(report)
 
