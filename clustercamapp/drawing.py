@@ -146,8 +146,8 @@ def beta_note(result: ClusterCAMResult) -> str:
     if float(heatmap.max()) <= 0:
         if one.beta == 0:
             return (
-                "**β = 0:** the heatmap is minus the scissors map alone; everything negative is cut "
-                "away, so nothing is left to show. Raise β to bring the base back."
+                "**β = 0:** the heatmap is minus the scissors alone; negative values are cut away, so "
+                "nothing is left. Raise β to bring the base back."
             )
         return "**The heatmap is empty** for these settings: the scissors cancel the base everywhere."
     if one.beta >= 1:
@@ -156,9 +156,8 @@ def beta_note(result: ClusterCAMResult) -> str:
     change = float((heatmap - base_only).abs().mean())
     if change < SMALL_CHANGE:
         return (
-            f"**β changes little here:** against β = 1 the heatmap moves by {100 * change:.1f} % of its "
-            "scale on average, because the scissors map is weak where the base is strong — there is "
-            "little for it to cut. Compare the base and scissors maps below."
+            f"**β changes little here** ({100 * change:.1f} % against β = 1 on average): the scissors "
+            "are weak where the base is strong. See the two maps below."
         )
     return ""
 

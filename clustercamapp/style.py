@@ -55,9 +55,12 @@ CSS = """
   text-align: left; width: 100%; box-sizing: border-box; }
 @media (max-width: 640px) {
   .full-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
-  #overlay .image-container, #overlay .image-frame { height: auto !important; }
-  #overlay img { max-height: 300px; }
+  #overlay { height: auto !important; min-height: 160px; }
+  #overlay .image-container { height: auto !important; }
+  #overlay img { max-height: 320px; }
 }
+/* Pictures start under their label instead of behind it. */
+.labelled-image .image-container { margin-top: 40px; height: calc(100% - 40px) !important; }
 .group-title p { margin: 4px 8px !important; }
 #example-buttons button { flex: 1 1 40%; }
 #summary-md { font-size: 17px; }

@@ -6,6 +6,7 @@ Real model (the embedded EfficientNet-Lite0, offline) and real photographs from 
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import threading
@@ -421,7 +422,7 @@ def test_method_metadata_lives_on_the_classes():
 
 def overlay_differences(gallery) -> list[float]:
     pictures = [pixels(path) for path, _ in gallery]
-    return [float(np.abs(a - b).mean()) for a, b in zip(pictures, pictures[1:], strict=False)]
+    return [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(pictures)]
 
 
 def test_each_sweep_item_is_what_its_caption_says(monkeypatch, spec):
@@ -437,7 +438,7 @@ def test_each_sweep_item_is_what_its_caption_says(monkeypatch, spec):
     chosen = [info.name for info in sweeps_tab.sweep_layer_selection(spec, 3)]
     assert [caption.split(" · base")[0] for _, caption in layer_sweep] == [labels[name] for name in chosen]
     # the captions are true: each item is the library's explanation with that Q, K or layer
-    for (path, caption), q in zip(q_sweep, (2, 3, 5), strict=True):
+    for (_, caption), q in zip(q_sweep, (2, 3, 5), strict=True):
         result = explain_image(spec, Path(PAIR).read_bytes(), layer="bn2", q=q).result[0]
         assert f"base {result.base_index} · scissors {result.scissors_index}" in caption
     for (_, caption), k in zip(k_sweep, (1, 2, 4), strict=True):

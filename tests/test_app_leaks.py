@@ -16,7 +16,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from clustercam.hooks import hook_count
-from clustercamapp import engine, handlers
+from clustercamapp import engine
+from clustercamapp.settings import SETTING_NAMES
 
 from .conftest import ASSETS
 
@@ -34,6 +35,9 @@ def small_cache(monkeypatch, tmp_path):
 
 
 def test_hundred_requests_some_failing_leave_no_hooks_and_flat_memory(small_cache, tmp_path):
+    import app
+
+    tab = app.page.explain
     spec = engine.get_model(MODEL)
     baseline_hooks = hook_count(spec.model)  # the app's own forward-pass counter
     corrupt = tmp_path / "corrupt.jpg"
@@ -42,17 +46,18 @@ def test_hundred_requests_some_failing_leave_no_hooks_and_flat_memory(small_cach
     Image.new("RGB", (200, 200), (90, 90, 90)).save(flat)
     chelsea, pair = str(ASSETS / "chelsea.jpg"), str(ASSETS / "cat_and_coffee.jpg")
 
-    def explain(image, seed=0, layer="", q=4):
-        return handlers.explain(image, MODEL, layer, q, 0.7, "kmeans", 0, 0.2, 0.0, seed, "")
+    def explain(image, seed=0, layer="", q=4, model=MODEL):
+        settings = {"image": image, "model": model, "layer": layer, "q": q, "beta": 0.7, "seed": seed}
+        return tab.on_explain(*[settings.get(name) for name in SETTING_NAMES])
 
     def one_request(i: int) -> bool:
         """One request of a mix; True when it succeeded."""
         kind = i % 10
         try:
             if kind < 4:  # new explanations: evict older cache entries
-                session = explain(chelsea if kind % 2 else pair, seed=i)[-1]
-                handlers.reweight(0.3 + 0.05 * (i % 10), session)
-                handlers.retarget("espresso", session)
+                session = explain(chelsea if kind % 2 else pair, seed=i)[tab.session]
+                tab.on_reweight(0.3 + 0.05 * (i % 10), session)
+                tab.on_retarget("espresso", session)
             elif kind == 4:
                 explain(str(corrupt))
             elif kind == 5:
@@ -62,7 +67,7 @@ def test_hundred_requests_some_failing_leave_no_hooks_and_flat_memory(small_cach
             elif kind == 7:
                 explain(chelsea, layer="no.such.layer")
             elif kind == 8:
-                handlers.explain(chelsea, "resnet9000", "", 4, 0.7, "kmeans", 0, 0.2, 0.0, 0, "")
+                explain(chelsea, model="resnet9000")
             else:
                 explain(chelsea, seed=3)  # a cache hit once warmed up
             return True

@@ -35,12 +35,19 @@ def test_resize_heatmap_is_float32_clipped_to_the_unit_interval():
     assert resized.min() >= 0 and resized.max() <= 1
 
 
-def test_base_is_framed_green_and_scissors_red(explained):
+def test_base_is_framed_solid_and_scissors_dashed(explained):
+    """Told apart by more than colour: the base frame is solid, the scissors frame dashed."""
     prepared, one = explained
     tiles = render.cluster_tiles(one, prepared.size)
     assert len(tiles) == 4
     assert tiles[one.base_index].getpixel((1, 1)) == render.BASE_COLOR
     assert tiles[one.scissors_index].getpixel((1, 1)) == render.SCISSORS_COLOR
+    base_edge = np.asarray(tiles[one.base_index])[1]
+    scissors_edge = np.asarray(tiles[one.scissors_index])[1]
+    assert (base_edge == render.BASE_COLOR).all(axis=1).all()  # solid along the whole top edge
+    framed = (scissors_edge == render.SCISSORS_COLOR).all(axis=1)
+    assert 0.3 < framed.mean() < 0.7  # dashes and gaps
+    assert np.count_nonzero(np.diff(framed.astype(int))) >= 6
     others = [i for i in range(4) if i not in (one.base_index, one.scissors_index)]
     assert all(tiles[i].getpixel((1, 1)) not in (render.BASE_COLOR, render.SCISSORS_COLOR) for i in others)
     captions = render.cluster_captions(one)
@@ -61,6 +68,23 @@ def test_sheets_and_plot(explained):
     masked = render.masked_sheet(one, prepared, (127, 127, 127))
     assert clusters.width > 4 * 200 and masked.width == clusters.width
     plot = render.scores_plot(one, class_name="Egyptian cat")
-    assert plot.mode == "RGB" and plot.width == 600
+    assert plot.mode == "RGB" and plot.size == (640, 300)
     with pytest.raises(ValueError, match="captions"):
         render.tile_sheet([prepared], [])
+
+
+def test_the_scores_chart_shows_every_bar_and_marks_base_and_scissors_without_colour():
+    from types import SimpleNamespace
+
+    scores = torch.tensor([0.3, 0.0004, 0.9, 0.2])  # a typical scissors score: almost zero
+    chart = np.asarray(render.scores_plot(SimpleNamespace(scores=scores, base_index=2, scissors_index=1)))
+    slot = (640 - 12 - 16) / 4
+
+    def column(q: int) -> np.ndarray:
+        return chart[:, round(16 + (q + 0.5) * slot)]
+
+    base_rows = np.flatnonzero((column(2) == render.BASE_COLOR).all(axis=1))
+    scissors_rows = np.flatnonzero((column(1) == render.SCISSORS_COLOR).all(axis=1))
+    grey_rows = np.flatnonzero((column(0) == (150, 160, 170)).all(axis=1))
+    assert len(scissors_rows) >= 2  # still visible
+    assert len(base_rows) > 2.5 * len(grey_rows) > 0  # 0.9 against 0.3: heights in proportion

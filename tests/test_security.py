@@ -80,7 +80,7 @@ def test_example_images_can_be_read(served):
 
 def call_explain_raw(url: str, image_value: dict) -> str:
     """POST /explain with a hand-made payload and return the event stream's text."""
-    data = [image_value, "efficientnet_lite0", "", 3, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", "", "euclidean", False]
+    data = [image_value, "efficientnet_lite0", "", 3, 0.7, "kmeans", 0, 0.2, 0.0, 0, "", "", "euclidean", False, "viridis"]
     posted = httpx.post(f"{url}/gradio_api/call/explain", json={"data": data}, timeout=30)
     assert posted.status_code == 200, posted.text
     event = posted.json()["event_id"]

@@ -96,14 +96,14 @@ class ExplainTab:
             with gr.Row(equal_height=False):
                 self.overlay = gr.Image(
                     label="Heatmap over the image", format="png", interactive=False, height=340, scale=3,
-                    min_width=300, buttons=["download", "fullscreen"], elem_id="overlay",
+                    min_width=300, buttons=["download", "fullscreen"], elem_id="overlay", elem_classes=["labelled-image"],
                     alt_text="Cluster-CAM heatmap over the image: bright where the explained class is supported "
                     "(the class and clusters are named in the summary below).",
                 )
                 with gr.Column(scale=2, min_width=260, elem_id="instant-controls"):
                     c.beta.render()
-                    self.beta_note = gr.Markdown(elem_id="beta-note")
                     c.top5.render()
+                    self.beta_note = gr.Markdown(elem_id="beta-note")
                     c.target.render()
                     c.colormap.render()
             with gr.Row(elem_id="role-maps"):
@@ -132,7 +132,7 @@ class ExplainTab:
         with gr.Row(equal_height=False):
             self.scores_chart = gr.Image(
                 label="Scores: how well each masked image keeps the class", format="png", interactive=False,
-                scale=3, min_width=300, buttons=["download"], elem_id="scores-chart",
+                scale=3, min_width=300, buttons=["download"], elem_id="scores-chart", elem_classes=["labelled-image"],
                 alt_text="Bar chart of each cluster's score; the base and scissors bars are labelled under the axis "
                 "and listed in the table beside it.",
             )
@@ -168,7 +168,8 @@ class ExplainTab:
     @staticmethod
     def _small_image(label: str, elem_id: str, alt: str | None = None) -> gr.Image:
         return gr.Image(label=label, format="png", interactive=False, height=200, min_width=150,
-                        buttons=["download", "fullscreen"], elem_id=elem_id, alt_text=alt or label)
+                        buttons=["download", "fullscreen"], elem_id=elem_id, alt_text=alt or label,
+                        elem_classes=["labelled-image"])
 
     # ---- outputs -------------------------------------------------------------------------
 
