@@ -202,6 +202,35 @@ def test_beta_and_class_redraw_and_two_classes_side_by_side(browser, server_url,
     page.close()
 
 
+def test_a_shared_link_reopens_the_explanation_and_a_new_image_clears_it(browser, server_url):
+    first = open_page(browser, server_url, PROJECTOR)
+    first.locator("#example-buttons button", has_text="Rocket").click()
+    first.wait_for_function("document.querySelectorAll('#clusters img').length > 0")
+    shown = summary(first)
+    link = first.evaluate(
+        """async () => (await (await fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__))
+            .text()).replace(/"/g, '')"""
+    )
+    assert link, "no deep link for this session"
+    # a new image clears every output of the old one
+    first.locator("#input-image input[type=file]").set_input_files(str(ASSETS / "coffee.jpg"))
+    first.wait_for_function("document.querySelectorAll('#clusters img').length === 0")
+    assert first.locator("#overlay img").count() == 0 and summary(first).strip() == ""
+    first.close()
+
+    second = open_page(browser, f"{server_url}?deep_link={link}", PROJECTOR)
+    second.wait_for_function("document.querySelectorAll('#clusters img').length > 0")
+    second.wait_for_function(
+        "text => document.querySelector('#summary-md').innerText.includes(text)", arg=shown.split("\n")[0]
+    )
+    # the page explained again on open (from the cache), so β responds in this new session
+    second.wait_for_function("() => document.querySelector('#summary-md').innerText.includes('served from the cache')")
+    second.locator("#beta input[type=range]").focus()
+    second.keyboard.press("ArrowLeft")
+    second.wait_for_function("() => document.querySelector('#summary-md').innerText.includes('β = 0.79')")
+    second.close()
+
+
 def test_a_model_that_needs_the_network_shows_the_whole_message_and_is_put_back(browser, server_url, monkeypatch):
     import torchvision.models._api
 

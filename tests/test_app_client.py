@@ -119,13 +119,13 @@ def test_explain_through_the_api_matches_the_library(client):
     from clustercam.pipeline import explain_image
 
     answer = call(
-        client, handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "bn2", 4, 0.6, "spectral", 2, 0.3, 0.02, 11,
+        client, handle_file(str(ASSETS / "cat_and_coffee.jpg")), MODEL, "bn2", 4, 0.6, "spectral", 2, 0.3, 0.4, 11,
         "espresso", "spectral", "ssim", False, "jet", api_name="/explain",
     )
     spec = engine.get_model(MODEL)
     library = explain_image(
         spec, (ASSETS / "cat_and_coffee.jpg").read_bytes(), layer="bn2", preset="spectral", q=4, beta=0.6,
-        clustering="spectral", n_eigenvectors=2, sigma=0.3, theta=0.02, seed=11, similarity="ssim",
+        clustering="spectral", n_eigenvectors=2, sigma=0.3, theta=0.4, seed=11, similarity="ssim",
         normalize_rows=False, target=spec.class_index("espresso"),
     )
     np.testing.assert_allclose(np.load(answer[6][2]), library.result.heatmaps[0].numpy(), atol=1e-6)
