@@ -9,6 +9,11 @@ ENV PYTHONUNBUFFERED=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     MPLBACKEND=Agg
 
+# A C++ compiler: torch.compile (inductor) builds the model's CPU kernels with it. Without one the
+# app runs eagerly (see clustercam/network.py).
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 # Spaces run the container as uid 1000: build and run as that user.
 RUN useradd -m -u 1000 user
 USER user

@@ -23,6 +23,7 @@ from torch import nn
 
 from . import _efficientnet_lite
 from .imaging import ImageSource, load_image, resize_for_network
+from .network import Network
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,6 +111,15 @@ class ModelSpec:
     std: tuple[float, float, float]
     offline: bool = False
     _layers: list[LayerInfo] | None = field(default=None, repr=False)
+    _network: Network | None = field(default=None, repr=False)
+
+    @property
+    def network(self) -> Network:
+        """The model's forward passes: channels-last, inference mode, compiled once
+        :meth:`Network.compile` ran (:mod:`clustercam.network`)."""
+        if self._network is None:
+            self._network = Network(self.model, self.input_size)
+        return self._network
 
     def prepare(self, image: ImageSource) -> Image.Image:
         """The RGB image exactly as the network will see it (resized, aspect ratio bounded)."""
@@ -138,7 +148,7 @@ class ModelSpec:
     @torch.inference_mode()
     def predict(self, tensor: torch.Tensor) -> torch.Tensor:
         """Class probabilities (softmax of the logits), ``B×classes``."""
-        return self.model(tensor.to(self.device)).softmax(dim=1)
+        return self.network.logits(tensor.to(self.device)).float().softmax(dim=1)
 
     def class_index(self, target: int | str) -> int:
         """A class index from an index, a numeric string or a (case-insensitive) class name."""

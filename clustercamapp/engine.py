@@ -22,9 +22,14 @@ sending the same example at once computes it once.
 synchronising, and on a busy CPU (another request's network work on every core) a 20 ms redraw
 became 150 ms. Network work keeps torch's default, or ``CLUSTERCAM_APP_TORCH_THREADS``.
 
-**Counting.** A forward pre-hook on every loaded model adds the batch size of each call to a
-per-thread counter (:func:`forward_images`); a handler reads it before and after to report the
-network passes its own request made (Gradio runs each request's handler in one worker thread).
+**Counting.** Every pass through a model's :class:`~clustercam.network.Network` adds its batch
+size to a per-thread counter (:func:`forward_images`); a handler reads it before and after to
+report the network passes its own request made (Gradio runs each request's handler in one
+worker thread).
+
+**Compiling.** Each loaded model is compiled in a background thread (the classifier and its
+default layer, :meth:`clustercam.network.Network.compile`); requests run eagerly until the
+compiled graphs have been checked against the eager model, so start-up never waits for it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from clustercam.network import forward_images as network_images
 from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
@@ -51,6 +57,9 @@ from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 NETWORK_CONCURRENCY = int(os.environ.get("CLUSTERCAM_APP_CONCURRENCY", 2))
 REDRAW_CONCURRENCY = 8
 QUEUE_SIZE = int(os.environ.get("CLUSTERCAM_APP_QUEUE_SIZE", 64))
+#: Compile each loaded model in a background thread (``CLUSTERCAM_COMPILE=0`` turns it off;
+#: see :mod:`clustercam.network`).
+COMPILE_IN_BACKGROUND = True
 #: Explanations kept server-side (LRU); ``CLUSTERCAM_APP_CACHE_SIZE`` overrides it.
 CACHE_SIZE = int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32))
 #: Seconds an explanation stays usable after its last use; ``CLUSTERCAM_APP_CACHE_TTL`` overrides it.
@@ -66,20 +75,15 @@ TILE_SIDE = 320
 #: torch threads for network work (None: torch's default); ``CLUSTERCAM_APP_TORCH_THREADS``.
 NETWORK_THREADS = int(os.environ["CLUSTERCAM_APP_TORCH_THREADS"]) if os.environ.get("CLUSTERCAM_APP_TORCH_THREADS") else None
 
-_counter = threading.local()
 _guard = threading.Lock()
 _model_locks: dict[str, threading.Lock] = {}
 _load_locks: dict[str, threading.Lock] = {}
 
 
 def forward_images() -> int:
-    """Images pushed through any loaded model by the current thread so far."""
-    return getattr(_counter, "images", 0)
-
-
-def _count_forward(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-    if args and isinstance(args[0], torch.Tensor):
-        _counter.images = forward_images() + int(args[0].shape[0])
+    """Images pushed through any loaded model by the current thread so far (compiled or eager:
+    counted by the models' :class:`~clustercam.network.Network`)."""
+    return network_images()
 
 
 @contextmanager
@@ -122,8 +126,10 @@ def model_choices() -> list[tuple[str, str]]:
 @functools.lru_cache(maxsize=len(MODELS))
 def _load(name: str) -> ModelSpec:
     spec = load_model(name)
-    spec.model.register_forward_pre_hook(_count_forward)
     spec.layers()  # the probe pass that lists the layers, done once here
+    if COMPILE_IN_BACKGROUND:
+        # compiled graphs of the classifier and the default layer; served eagerly until ready
+        spec.network.compile([spec.default_layer], background=True)
     return spec
 
 

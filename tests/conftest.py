@@ -13,6 +13,9 @@ from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Eager networks in the tests (a compilation costs a minute of CPU); tests/test_network.py
+# compiles on purpose and checks the compiled graphs against the eager model.
+os.environ.setdefault("CLUSTERCAM_COMPILE", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 ROOT = Path(__file__).resolve().parents[1]

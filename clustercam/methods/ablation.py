@@ -122,7 +122,7 @@ class AblationCAM(WeightedCAM):
         """Logits with the layer's output replaced by ``rows``; ``image`` is ``(1, C, H, W)``."""
         inputs = image if tail else image.expand(rows.shape[0], *image.shape[1:])
         with replaced_output(self.layer, rows):
-            logits = self.model(inputs)
+            logits = self.network.eager(inputs)
         if logits.shape[0] != rows.shape[0]:
             raise TailMismatchError(
                 f"{rows.shape[0]} ablated rows gave {logits.shape[0]} rows of logits."

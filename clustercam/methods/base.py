@@ -29,6 +29,7 @@ from torch import nn
 
 from ..hooks import LayerCapture, resolve_layer
 from ..maps import relu_max, upsample
+from ..network import Network
 
 Targets = int | Sequence[int] | torch.Tensor | None
 
@@ -174,6 +175,9 @@ class BaseCAM:
     def __init__(self, model, layer: str | nn.Module | None = None, *, batch_size: int = 64):
         spec = model if hasattr(model, "default_layer") and hasattr(model, "model") else None
         self.model: nn.Module = spec.model if spec is not None else model
+        #: Every forward pass goes through it (compiled graphs where ready; the model as given
+        #: otherwise: a bare module is left in its own memory layout).
+        self.network: Network = spec.network if spec is not None else Network(self.model, channels_last=False)
         if layer is None:
             if spec is None:
                 raise ValueError("Name the target layer (or pass a zoo ModelSpec, which has a default).")
@@ -221,16 +225,32 @@ class BaseCAM:
         )
 
     def forward(self, inputs: torch.Tensor, targets: Targets) -> ForwardState:
-        """One pass with the layer captured; gradients of the target logits where needed."""
-        with LayerCapture(self.model, self.layer, differentiable=self.needs_gradients) as capture:
-            with torch.set_grad_enabled(self.needs_gradients):
-                logits = self.model(inputs)
+        """One pass with the layer captured; gradients of the target logits where needed.
+
+        Without gradients the pass runs in inference mode, from the compiled graph of the layer
+        and the logits where the network has one (:meth:`Network.layer_and_logits`), else with a
+        hook on the eager model.
+        """
+        if not self.needs_gradients:
+            with torch.inference_mode():
+                fast = self.network.layer_and_logits(self.layer_name, inputs)
+                if fast is None:
+                    with LayerCapture(self.model, self.layer) as capture:
+                        logits = self.network.eager(inputs)
+                        fast = (capture.activations, logits)
+            if fast[0] is None:
+                raise RuntimeError(f"Layer '{self.layer_name}' was not reached by the forward pass.")
+            # clones outside inference mode: ordinary tensors for the steps after this one
+            activations, logits = (tensor.clone(memory_format=torch.contiguous_format) for tensor in fast)
+            check_finite(activations, self.layer_name)
+            return ForwardState(inputs, logits, activations, None, resolve_targets(targets, logits))
+        with LayerCapture(self.model, self.layer, differentiable=True) as capture:
+            with torch.enable_grad():
+                logits = self.network.eager(inputs)
             if capture.activations is None:
                 raise RuntimeError(f"Layer '{self.layer_name}' was not reached by the forward pass.")
             resolved = resolve_targets(targets, logits)
-            gradients = None
-            if self.needs_gradients:
-                gradients = capture.gradients(logits.gather(1, resolved[:, None])).detach()
+            gradients = capture.gradients(logits.gather(1, resolved[:, None])).detach()
             activations = capture.activations.detach()
         check_finite(activations, self.layer_name)
         return ForwardState(inputs, logits.detach(), activations, gradients, resolved)

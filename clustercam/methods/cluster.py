@@ -326,7 +326,7 @@ class ClusterCAM(CognitionSettings, BaseCAM):
             counts[b].index_add_(0, labels[b], torch.ones(channels, device=activations.device))
         cluster_maps /= counts[:, :, None, None]
         masks = minmax(upsample(cluster_maps, tuple(state.inputs.shape[-2:])))
-        probabilities = masked_probabilities(self.model, state.inputs, masks, batch_size=self.batch_size)
+        probabilities = masked_probabilities(self.network, state.inputs, masks, batch_size=self.batch_size)
         scores = probabilities.gather(2, state.targets.view(-1, 1, 1).expand(-1, self.q, 1)).squeeze(2)
         extras = {
             "activations": activations,

@@ -160,7 +160,7 @@ class SmoothGradCAMPlusPlus(WeightedCAM):
         for start in range(0, copies.shape[0], self.batch_size):
             rows = slice(start, start + self.batch_size)
             with LayerCapture(self.model, self.layer, differentiable=True) as capture, torch.enable_grad():
-                logits = self.model(copies[rows])
+                logits = self.network.eager(copies[rows])
                 chunks.append(capture.gradients(logits.gather(1, classes[rows, None])).float())
         gradients = torch.cat(chunks)
         return gradients.view(state.inputs.shape[0], self.n_samples, *gradients.shape[1:])

@@ -112,7 +112,7 @@ class GroupCAM(BaseCAM):
             masks = minmax(maps[keep])
             with_baseline = torch.cat([masks, masks.new_zeros(1, *size)])  # last row: X_b itself
             probabilities = masked_probabilities(
-                self.model, state.inputs[b : b + 1], with_baseline[None],
+                self.network, state.inputs[b : b + 1], with_baseline[None],
                 batch_size=self.batch_size, baseline=baseline[b : b + 1],
             )[0, :, state.targets[b]]
             scores = probabilities[:-1] - probabilities[-1]

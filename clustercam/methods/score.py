@@ -100,7 +100,7 @@ class ScoreCAM(WeightedCAM):
         chunks = []
         for start in range(0, maps.shape[0], self.batch_size):
             masks = self.masks(maps[start : start + self.batch_size], size)
-            chunks.append(self.model(apply_masks(image, masks[None])).float())
+            chunks.append(self.network(apply_masks(image, masks[None])).float())
         return torch.cat(chunks)
 
     @torch.inference_mode()
