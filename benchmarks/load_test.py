@@ -1,14 +1,22 @@
 """Load test of the running app: many gradio_client clients calling /explain at once.
 
-Starts ``python app.py`` on a free loopback port (or uses ``--url``), warms it up, then runs
-``--clients`` threads, each with its own ``gradio_client.Client`` (its own session), making
-``--calls`` /explain calls on the example images; a third of the clients send the *same* example
-at the same moment (a classroom clicking one example together). Meanwhile the server's queue
-length is polled. Prints successes, p50/p95 latency, the largest queue seen and the server's RSS
-before and after; exits non-zero if a call failed or RSS grew by ``--max-growth-mb`` or more
-after warm-up. Only loopback addresses are used.
+Starts ``python app.py`` on a free loopback port (or uses ``--url``), warms it up (and waits for
+its background compilation, ``--compile-wait``), then:
 
-    python benchmarks/load_test.py --clients 20 --calls 3
+1. with ``--sequential N``: one client explains N different photographs one after another (what
+   one student does); prints the median latency as the client sees it and the server's time split
+   into the explanation (network work and clustering), drawing (pictures, files, zip) and the rest
+   (Gradio's serialisation and the transfer: latency − server time);
+2. ``--clients`` threads, each with its own ``gradio_client.Client`` (its own session), making
+   ``--calls`` /explain calls at once. Photographs come from ``--images DIR`` (every call a
+   different one: a class with their own pictures) or from the examples, where a third of the
+   clients send the *same* example at the same moment (a classroom clicking one example).
+
+Meanwhile the server's queue length is polled. Prints successes, p50/p95 latency, the split, the
+largest queue seen and the server's RSS before and after; exits non-zero if a call failed or RSS
+grew by ``--max-growth-mb`` or more after warm-up. Only loopback addresses are used.
+
+    python benchmarks/load_test.py --clients 30 --calls 1 --sequential 8 --images ../shared/eval/ilsvrc-val-650
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class LoadReport:
     calls: int = 0
     successes: int = 0
     latencies: list[float] = field(default_factory=list)
+    splits: list[dict[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     max_queue: int = 0
     rss_start_mb: float = 0.0
@@ -55,11 +64,23 @@ class LoadReport:
             return float("nan")
         return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
+    def split_line(self) -> str:
+        """Medians of the server's explanation / drawing time and of the rest of the latency."""
+        if not self.splits:
+            return "server split: none measured"
+        median = {key: statistics.median(split[key] for split in self.splits) for key in self.splits[0]}
+        return (
+            f"server split (medians): explanation {1000 * median['explanation']:.0f} ms, drawing "
+            f"{1000 * median['drawing']:.0f} ms, server total {1000 * median['server']:.0f} ms; serialisation, "
+            f"queue and transfer {1000 * median['rest']:.0f} ms"
+        )
+
     def lines(self) -> list[str]:
         return [
             f"calls: {self.successes}/{self.calls} succeeded in {self.seconds:.1f} s",
             f"latency p50 {self.percentile(0.5):.2f} s, p95 {self.percentile(0.95):.2f} s, "
             f"mean {statistics.fmean(self.latencies) if self.latencies else float('nan'):.2f} s",
+            self.split_line(),
             f"largest queue seen: {self.max_queue}",
             f"server RSS: {self.rss_start_mb:.0f} MB at start, {self.rss_warm_mb:.0f} MB after warm-up, "
             f"{self.rss_end_mb:.0f} MB after the load (growth {self.growth_mb:+.0f} MB)",
@@ -99,11 +120,54 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def explain_call(client, image: str, seed: int = 0) -> None:
+def explain_call(client, image: str | Path, seed: int = 0) -> dict:
+    """One /explain with the page's defaults (``seed`` makes a new request of the same image);
+    returns the summary's ``request`` record."""
     from gradio_client import handle_file
 
-    client.predict(handle_file(str(ROOT / "assets" / image)), "efficientnet_lite0", "", 6, 0.7, "kmeans", 0, 0.2, 0.0,
-                   seed, "", api_name="/explain")
+    path = image if Path(image).is_absolute() else ROOT / "assets" / image
+    answer = client.predict(handle_file(str(path)), "efficientnet_lite0", api_name="/explain", seed=seed)
+    return answer[5]["request"]
+
+
+def record(report: LoadReport, began: float, request: dict | None, error: str) -> None:
+    latency = time.perf_counter() - began
+    report.calls += 1
+    report.successes += not error
+    report.latencies.append(latency)
+    if error:
+        report.errors.append(error)
+    elif request:
+        report.splits.append({
+            "explanation": request.get("explanation_seconds", 0.0), "drawing": request.get("drawing_seconds", 0.0),
+            "server": request["server_seconds"], "rest": latency - request["server_seconds"],
+        })
+
+
+def photographs(folder: str | None) -> list[Path]:
+    """The photographs of ``folder`` (sorted), or none."""
+    if not folder:
+        return []
+    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if not found:
+        raise SystemExit(f"no photographs in {folder}")
+    return found
+
+
+def run_sequential(url: str, images: list[Path], count: int) -> LoadReport:
+    """One client, ``count`` different photographs one after another."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, analytics_enabled=False)
+    report = LoadReport()
+    chosen = images[-count:] if len(images) >= count else [EXAMPLES[i % len(EXAMPLES)] for i in range(count)]
+    for index, image in enumerate(chosen):
+        began = time.perf_counter()
+        try:
+            record(report, began, explain_call(client, image, seed=20_000 + index), "")
+        except Exception as exc:  # a failed call is a finding, reported below
+            record(report, began, None, f"{type(exc).__name__}: {exc}")
+    return report
 
 
 def poll_queue(url: str, report: LoadReport, stop: threading.Event) -> None:
@@ -116,7 +180,8 @@ def poll_queue(url: str, report: LoadReport, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
-def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = True, warm_requests: int = 32) -> LoadReport:
+def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = True, warm_requests: int = 32,
+             images: list[Path] | None = None) -> LoadReport:
     """Warm up, then ``clients`` × ``calls`` concurrent /explain calls; measures as it goes."""
     from gradio_client import Client
 
@@ -137,20 +202,17 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
         client = Client(url, verbose=False, analytics_enabled=False)
         start.wait()
         for call in range(calls):
-            # a third of the clients send the same example at once; the others new requests
-            image, seed = ("cat_and_coffee.jpg", 0) if index % 3 == 0 else (EXAMPLES[(index + call) % len(EXAMPLES)], 100 + index * calls + call)
+            if images:  # every call its own photograph
+                image, seed = images[(index * calls + call) % len(images)], 0
+            else:  # a third of the clients send the same example at once; the others new requests
+                image, seed = ("cat_and_coffee.jpg", 0) if index % 3 == 0 else (EXAMPLES[(index + call) % len(EXAMPLES)], 100 + index * calls + call)
             began = time.perf_counter()
             try:
-                explain_call(client, image, seed)
-                ok, error = True, ""
+                request, error = explain_call(client, image, seed), ""
             except Exception as exc:  # a failed call is a finding, reported below
-                ok, error = False, f"{type(exc).__name__}: {exc}"
+                request, error = None, f"{type(exc).__name__}: {exc}"
             with lock:
-                report.calls += 1
-                report.successes += ok
-                report.latencies.append(time.perf_counter() - began)
-                if error:
-                    report.errors.append(error)
+                record(report, began, request, error)
 
     stop = threading.Event()
     poller = threading.Thread(target=poll_queue, args=(url, report, stop), daemon=True)
@@ -178,7 +240,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="repeat the load; RSS growth is measured over the last round")
     parser.add_argument("--warm-requests", type=int, default=int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32)),
                         help="distinct warm-up requests (default: the app's cache size)")
+    parser.add_argument("--images", default=None, help="a folder of photographs: every concurrent call its own")
+    parser.add_argument("--sequential", type=int, default=0, help="first, one client explaining this many photographs in turn")
+    parser.add_argument("--compile-wait", type=float, default=150.0,
+                        help="seconds to let the server compile its model in the background before measuring")
     args = parser.parse_args()
+    images = photographs(args.images)
 
     server = None
     if args.url:
@@ -191,9 +258,15 @@ def main() -> int:
         url, pid = f"http://127.0.0.1:{port}", server.pid
     try:
         wait_until_up(url, server)
+        if server is not None and args.compile_wait > 0:
+            time.sleep(args.compile_wait)  # the app compiles its model in a background thread
+        if args.sequential:
+            sequential = run_sequential(url, images, args.sequential)
+            print(f"one client, {args.sequential} different photographs in turn: median "
+                  f"{sequential.percentile(0.5):.2f} s; {sequential.split_line()}", flush=True)
         for round_number in range(1, args.rounds + 1):
             report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
-                              warm_requests=args.warm_requests)
+                              warm_requests=args.warm_requests, images=images[: args.clients * args.calls])
             print(f"round {round_number}: " + "; ".join(report.lines()[:4]), flush=True)
     finally:
         if server is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +97,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option, repeatable (e.g. clustercam.q=6)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA, MPS, else CPU)")
     parser.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory format (same results, faster on CPUs)")
+    parser.add_argument("--workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+                        help="processes decoding images while the network runs (0: in this process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-warmup", action="store_true", help="time the very first call too")
     return parser
@@ -133,7 +136,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             methods=names, reference=args.reference, limit=args.limit, batch_size=args.batch_size, target=args.target,
             pairs=None if args.pairs < 0 else args.pairs, pair_seed=args.pair_seed, n_steps=args.steps,
             method_options=options, device=args.device, forward_batch_size=args.forward_batch_size,
-            resamples=args.resamples, channels_last=args.channels_last, progress=not args.no_progress,
+            resamples=args.resamples, channels_last=args.channels_last, workers=args.workers, progress=not args.no_progress,
             warmup=not args.no_warmup,
         )
     except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv, split

@@ -12,6 +12,7 @@ user's matplotlib backend alone and is safe in server threads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,11 +45,22 @@ def resize_heatmap(heatmap: ArrayLike, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=16)
+def colormap_lut(cmap: str) -> np.ndarray:
+    """The 256 RGB colours of a matplotlib colormap as a ``(256, 3)`` uint8 lookup table."""
+    colormap = colormaps[cmap].resampled(256)
+    return (colormap(np.arange(256))[:, :3] * 255).round().astype(np.uint8)
+
+
 def colorize(heatmap: ArrayLike, cmap: str = DEFAULT_CMAP) -> Image.Image:
-    """A ``[0, 1]`` map as an RGB picture through a matplotlib colormap."""
+    """A ``[0, 1]`` map as an RGB picture through a matplotlib colormap.
+
+    A table lookup on the array (no matplotlib call per picture): value ``v`` takes colour
+    ``min(⌊256·v⌋, 255)``, the same as matplotlib's own mapping of floats onto its 256 colours.
+    """
     values = np.clip(np.nan_to_num(to_numpy(heatmap)), 0.0, 1.0)
-    rgba = colormaps[cmap](values)
-    return Image.fromarray((rgba[..., :3] * 255).round().astype(np.uint8))
+    index = np.minimum((values * 256).astype(np.intp), 255)
+    return Image.fromarray(colormap_lut(cmap)[index])
 
 
 def overlay(image: Image.Image, heatmap: ArrayLike, *, cmap: str = DEFAULT_CMAP, alpha: float = 0.5) -> Image.Image:

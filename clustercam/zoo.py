@@ -128,8 +128,17 @@ class ModelSpec:
     def to_tensor(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
         """Normalise already prepared RGB images of one size into a ``B×3×H×W`` device tensor."""
         images = [images] if isinstance(images, Image.Image) else list(images)
-        pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
-        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(self.device) / 255.0
+        return self.from_pixels(torch.from_numpy(np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in images])))
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``B×H×W×3`` pixels (uint8, 0–255) → the normalised ``B×3×H×W`` tensor on the device.
+
+        On a GPU the pixels travel as uint8 from pinned memory without blocking the host, and are
+        converted there (a quarter of the bytes of float32).
+        """
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        tensor = pixels.to(self.device).permute(0, 3, 1, 2).float() / 255.0
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         return (tensor - mean) / std

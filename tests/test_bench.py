@@ -295,3 +295,19 @@ def test_bench_on_own_folder_with_labels_and_no_curves(tmp_path: Path) -> None:
     assert results["summaries"]["clustercam"]["deletion"] is None
     assert "—" in (tmp_path / "out" / "table1.md").read_text()
     assert (tmp_path / "out" / "bench.png").is_file()
+
+
+def test_decoding_in_dataloader_workers_gives_the_same_rows(tmp_path: Path) -> None:
+    """Images decoded in two worker processes while the network runs: the same per-image rows as
+    decoding in the main process, and a throughput next to Table 2."""
+    folder = write_folder(tmp_path / "data", GOOD_ROWS)
+    options = {"methods": ["clustercam", "gradcam"], "pairs": 0, "n_steps": 2, "batch_size": 2, "device": "cpu",
+               "warmup": False}
+    inline = run_all(folder, workers=0, **options)
+    workers = run_all(folder, workers=2, out=tmp_path / "out", **options)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in inline.rows]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in workers.rows] == strip
+    assert workers.settings["workers"] == 2 and workers.settings["images_per_second"] > 0
+    assert "images per second" in (tmp_path / "out" / "table2.md").read_text()
+    with pytest.raises(ValueError, match="workers must not be negative"):
+        run_all(folder, workers=-1, **options)

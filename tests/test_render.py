@@ -88,3 +88,12 @@ def test_the_scores_chart_shows_every_bar_and_marks_base_and_scissors_without_co
     grey_rows = np.flatnonzero((column(0) == (150, 160, 170)).all(axis=1))
     assert len(scissors_rows) >= 2  # still visible
     assert len(base_rows) > 2.5 * len(grey_rows) > 0  # 0.9 against 0.3: heights in proportion
+
+
+@pytest.mark.parametrize("cmap", render.CMAPS)
+def test_the_colormap_lookup_table_gives_matplotlibs_colours(cmap):
+    from matplotlib import colormaps
+
+    values = np.linspace(0, 1, 20001, dtype=np.float32).reshape(1, -1)  # 0, 1 and every bin edge region
+    expected = (colormaps[cmap](values)[..., :3] * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(render.colorize(values, cmap)), expected)

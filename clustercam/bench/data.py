@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
 
 from ..imaging import ImageError, load_image, resize_for_network
@@ -154,6 +156,21 @@ def load_square(path: str | os.PathLike, size: int) -> Image.Image:
         raise ImageError(f"{path}: {error}") from error
     left, top = (image.width - size) // 2, (image.height - size) // 2
     return image.crop((left, top, left + size, top + size))
+
+
+class SquareImages(torch.utils.data.Dataset):
+    """The samples' images as ``size × size × 3`` uint8 tensors (:func:`load_square`), for a
+    ``torch.utils.data.DataLoader`` that decodes JPEGs in worker processes while the network runs."""
+
+    def __init__(self, samples: Sequence[Sample], size: int):
+        self.paths = [str(sample.path) for sample in samples]
+        self.size = int(size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(load_square(self.paths[index], self.size), dtype=np.uint8).copy())
 
 
 def draw_pairs(labels: Sequence[int], count: int | None = None, *, seed: int = PAIR_SEED) -> list[tuple[int, int]]:

@@ -187,6 +187,13 @@ def table2(report: BenchmarkReport) -> str:
         f"{'' if report.settings.get('warmup', True) else ' (skipped in this run)'}. Passes: images pushed "
         "through the network per image by the method itself (the metrics' own passes are not counted).\n"
     )
+    rate = report.settings.get("images_per_second")
+    if rate:
+        workers = report.settings.get("workers", 0)
+        note += (
+            f"\nThroughput of the whole run: {rate:.2f} images per second (every method, the metrics and "
+            f"their passes; images decoded {f'in {workers} DataLoader workers' if workers else 'in the main process'}).\n"
+        )
     return markdown_table(report, TABLE2, "Table 2 — cost per image") + note
 
 

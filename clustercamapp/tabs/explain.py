@@ -183,7 +183,8 @@ class ExplainTab:
         ]
 
     def redraw_outputs(self) -> list[Any]:
-        """The outputs of /reweight and a colormap change."""
+        """The outputs of /reweight and a colormap change (the two maps change with the colormap
+        only: /reweight leaves them as they are)."""
         return [self.overlay, self.heatmap, self.summary, self.downloads, self.summary_md, self.beta_note,
                 self.base_map, self.scissors_map, self.session]
 
@@ -209,7 +210,7 @@ class ExplainTab:
 
     def _draw(
         self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes: int,
-        started: float,
+        started: float, explanation_seconds: float = 0.0,
     ) -> dict[Any, Any]:
         """Every output for ``entry`` explained for ``session``'s target, β and colormap.
 
@@ -218,6 +219,7 @@ class ExplainTab:
         tensors: one torch thread (see :mod:`clustercamapp.engine`).
         """
         c = self.controls
+        drawing_started = time.perf_counter()
         with torch_threads(1):
             result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
             one, spec, cmap = result[0], entry.spec, session["colormap"]
@@ -228,13 +230,14 @@ class ExplainTab:
             small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
             heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
             array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
-            base, scissors = drawing.role_maps(one, entry.thumbnail.size, cmap)
-            base_path = files.save_png(base, folder / "base.png")
-            scissors_path = files.save_png(scissors, folder / "scissors.png")
-            out: dict[Any, Any] = {
-                self.overlay: overlay, self.heatmap: heatmap, self.base_map: base_path, self.scissors_map: scissors_path,
-                self.beta_note: drawing.beta_note(result),
-            }
+            out: dict[Any, Any] = {self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result)}
+            # β changes neither the two maps nor the tiles: they are drawn again only for a new
+            # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
+            role_maps = session.get("role_maps")
+            if everything or role_maps is None or role_maps[2] != cmap:
+                base, scissors = drawing.role_maps(one, entry.thumbnail.size, cmap)
+                role_maps = (files.save_png(base, folder / "base.png"), files.save_png(scissors, folder / "scissors.png"), cmap)
+                out.update({self.base_map: role_maps[0], self.scissors_map: role_maps[1]})
             tiles = list(session.get("tiles", []))
             if everything:
                 clusters = files.save_gallery(drawing.cluster_tiles(one, entry.thumbnail.size), folder, "cluster")
@@ -257,11 +260,19 @@ class ExplainTab:
                 })
             data = drawing.summary_data(entry, result, cached=cached, passes=passes, seconds=time.perf_counter() - started)
             bundle = files.write_bundle(
-                folder / f"{stem}.zip", [overlay, heatmap, array, base_path, scissors_path, *tiles], data,
+                folder / f"{stem}.zip", [overlay, heatmap, array, *role_maps[:2], *tiles], data,
+            )
+            # this request's server time, split: the network work (0 from the cache), the drawing
+            # and files; Gradio's serialisation follows the return (the load test measures it)
+            data["request"].update(
+                explanation_seconds=round(explanation_seconds, 4),
+                drawing_seconds=round(time.perf_counter() - drawing_started, 4),
+                server_seconds=round(time.perf_counter() - started, 4),
             )
             out.update({
                 self.downloads: [bundle, overlay, array], self.summary: data,
-                self.summary_md: drawing.summary_markdown(data), self.session: {**session, "tiles": tiles},
+                self.summary_md: drawing.summary_markdown(data),
+                self.session: {**session, "tiles": tiles, "role_maps": role_maps},
             })
         return out
 
@@ -288,10 +299,13 @@ class ExplainTab:
         layer, target = settings.layer_name(spec), settings.target_index(spec)
         if progress is not None:
             progress(0.2, desc="Feature maps, clustering and the Q masked passes")
+        explaining = time.perf_counter()
         entry, cached = explain_cached(data, name, spec, layer, settings.options)
+        explanation_seconds = time.perf_counter() - explaining
         session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
         return self._draw(
-            entry, session, everything=True, cached=cached, passes=forward_images() - passes_before, started=started
+            entry, session, everything=True, cached=cached, passes=forward_images() - passes_before, started=started,
+            explanation_seconds=explanation_seconds,
         )
 
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
