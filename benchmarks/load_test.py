@@ -148,7 +148,7 @@ def photographs(folder: str | None) -> list[Path]:
     """The photographs of ``folder`` (sorted), or none."""
     if not folder:
         return []
-    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    found = sorted(p.resolve() for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not found:
         raise SystemExit(f"no photographs in {folder}")
     return found
@@ -262,8 +262,9 @@ def main() -> int:
             time.sleep(args.compile_wait)  # the app compiles its model in a background thread
         if args.sequential:
             sequential = run_sequential(url, images, args.sequential)
-            print(f"one client, {args.sequential} different photographs in turn: median "
-                  f"{sequential.percentile(0.5):.2f} s; {sequential.split_line()}", flush=True)
+            print(f"one client, {args.sequential} different photographs in turn: {sequential.successes}/"
+                  f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s; {sequential.split_line()}",
+                  *(f"error: {error}" for error in sequential.errors[:3]), sep="\n", flush=True)
         for round_number in range(1, args.rounds + 1):
             report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
                               warm_requests=args.warm_requests, images=images[: args.clients * args.calls])

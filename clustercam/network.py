@@ -16,6 +16,9 @@ Every forward pass a method makes goes through a :class:`Network`:
 Compilation never blocks: :meth:`Network.compile` (or ``background=True``) builds the graphs in a
 thread while every call runs eagerly; the compiled graphs take over once they gave the same
 logits as the eager model on a probe batch (else they are dropped, and a warning says why).
+Graphs are built for square inputs of the model's size (any batch size): what ``bench`` and
+square images feed. Serving never compiles (``torch.compiler.set_stance("eager_on_recompile")``):
+another input size runs eagerly, as fast as before.
 Inductor's caches live in ``~/.cache/clustercam/inductor`` (``TORCHINDUCTOR_CACHE_DIR`` overrides),
 so a restarted server compiles in seconds instead of a minute. ``CLUSTERCAM_COMPILE=0`` turns
 compilation off everywhere; ``CLUSTERCAM_CHANNELS_LAST=0`` keeps the NCHW layout.
@@ -32,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -41,6 +45,14 @@ log = logging.getLogger(__name__)
 
 #: Largest difference of logits between a compiled graph and the eager model that is accepted.
 TOLERANCE = 1e-3
+
+
+def _serving() -> AbstractContextManager:
+    """Serving never compiles: an input the compiled graphs were not built for (another height or
+    width than the square probe's, e.g. an upload that is not square) runs eagerly instead of
+    waiting a minute for a new graph. Only :meth:`Network.compile` compiles. (The stance is made
+    per call: creating it already sets it, and leaving restores the one before.)"""
+    return torch.compiler.set_stance("eager_on_recompile")
 _counter = threading.local()
 
 
@@ -123,7 +135,7 @@ class Network:
         if compiled is None or torch.is_grad_enabled():
             return self.eager(inputs)
         self._count(int(inputs.shape[0]))
-        with torch.inference_mode():
+        with torch.inference_mode(), _serving():
             return compiled(self._layout(inputs))
 
     __call__ = logits
@@ -135,7 +147,7 @@ class Network:
         if compiled is None or torch.is_grad_enabled():
             return None
         self._count(int(inputs.shape[0]))
-        with torch.inference_mode():
+        with torch.inference_mode(), _serving():
             out = compiled(self._layout(inputs))
         return out["layer"], out["logits"]
 

@@ -97,3 +97,15 @@ def test_channels_last_changes_nothing_but_the_layout(images):
         assert (nhwc.network.logits(images) - nchw.network.logits(images)).abs().max() < 1e-3
     a, b = ClusterCAM(nhwc, q=6)(images), ClusterCAM(nchw, q=6)(images)
     assert (a.heatmaps - b.heatmaps).abs().max() <= 1e-4
+
+
+def test_serving_never_compiles_an_input_size_it_has_no_graph_for(compiled, eager, chelsea):
+    """A non-square upload (224×336 here) runs eagerly instead of stalling on a new compilation."""
+    from torch._dynamo.utils import counters
+
+    x = eager.preprocess(chelsea)
+    assert tuple(x.shape[-2:]) != (224, 224)
+    graphs = counters["stats"]["unique_graphs"]
+    fast, slow = ClusterCAM(compiled, "bn2", q=6)(x), ClusterCAM(eager, "bn2", q=6)(x)
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled
+    assert (fast.heatmaps - slow.heatmaps).abs().max() <= 1e-4
