@@ -36,6 +36,9 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Whether each client downloads every file of every answer (``--download``). A browser fetches
+#: only the pictures it shows, lazily; gradio_client by default fetches all ~25 files at once.
+DOWNLOAD = [False]
 EXAMPLES = ["chelsea.jpg", "coffee.jpg", "cat_and_coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg"]
 
 
@@ -158,7 +161,7 @@ def run_sequential(url: str, images: list[Path], count: int) -> LoadReport:
     """One client, ``count`` different photographs one after another."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False, analytics_enabled=False)
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
     report = LoadReport()
     chosen = images[-count:] if len(images) >= count else [EXAMPLES[i % len(EXAMPLES)] for i in range(count)]
     for index, image in enumerate(chosen):
@@ -187,7 +190,7 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
 
     report = LoadReport(rss_start_mb=rss_mb(pid))
     if warm_up:
-        warm = Client(url, verbose=False, analytics_enabled=False)
+        warm = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
         # Every example once (models, lazy imports, allocator pools), then as many distinct
         # requests as the server's explanation cache holds: that cache (an LRU of at most 32
         # explanations, a few MB each) is memory the server keeps by design, so it is filled
@@ -199,7 +202,7 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
     lock, start = threading.Lock(), threading.Barrier(clients)
 
     def worker(index: int) -> None:
-        client = Client(url, verbose=False, analytics_enabled=False)
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
         start.wait()
         for call in range(calls):
             if images:  # every call its own photograph
@@ -242,9 +245,12 @@ def main() -> int:
                         help="distinct warm-up requests (default: the app's cache size)")
     parser.add_argument("--images", default=None, help="a folder of photographs: every concurrent call its own")
     parser.add_argument("--sequential", type=int, default=0, help="first, one client explaining this many photographs in turn")
+    parser.add_argument("--download", action="store_true",
+                        help="clients download every file of every answer (gradio_client's default; a browser does not)")
     parser.add_argument("--compile-wait", type=float, default=150.0,
                         help="seconds to let the server compile its model in the background before measuring")
     args = parser.parse_args()
+    DOWNLOAD[0] = args.download
     images = photographs(args.images)
 
     server = None
