@@ -97,11 +97,6 @@ class Controls:
         )
         gr.api(user_errors(layers), api_name="layers")
 
-    def forward_pass_settings(self) -> list[gr.components.Component]:
-        """The settings whose change needs Explain again (new network work)."""
-        return [self.model, self.layer, self.preset, self.q, self.clustering, self.n_eigenvectors, self.sigma,
-                self.theta, self.similarity, self.normalize_rows, self.seed]
-
 
 def build_controls(spec: ModelSpec) -> Controls:
     """The left column (image, Explain, examples slot, forward-pass settings) and the instant

@@ -7,6 +7,7 @@ function can be tested on its own and reused by the CLI or a notebook.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -172,8 +173,6 @@ def summary_data(
     *this* request did: its network passes (0 when served from the cache or re-rendered for
     another β or target) and its server time.
     """
-    import dataclasses
-
     data = library_summary(dataclasses.replace(entry.explained, result=result))
     one = result[0]
     data["image_size"] = list(entry.original_size)

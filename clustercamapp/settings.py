@@ -68,6 +68,13 @@ def check_preset(preset: str | None) -> str:
     return preset
 
 
+def checked_beta(beta: float | None) -> float:
+    """β of a redraw: a number in ``[0, 1]`` (None is a mistake here, not "the preset's")."""
+    if beta is None:
+        raise ValueError("β is missing; give a number between 0 and 1.")
+    return check_beta(beta)
+
+
 def check_colormap(colormap: str | None) -> str:
     if not colormap:
         return render.DEFAULT_CMAP

@@ -362,6 +362,8 @@ def test_bad_files_become_gr_errors(tab, tmp_path):
 def test_beta_out_of_range_and_unknown_class_on_redraws(tab, chelsea):
     with pytest.raises(gr.Error, match="β must be between 0 and 1"):
         tab.on_reweight(-0.1, chelsea[tab.session])
+    with pytest.raises(gr.Error, match="β is missing"):
+        tab.on_reweight(None, chelsea[tab.session])
     with pytest.raises(gr.Error, match="Did you mean"):
         tab.on_retarget("egyptian", chelsea[tab.session])
 

@@ -208,6 +208,8 @@ def run_benchmark(
     for value, what in ((batch_size, "batch_size"), (forward_batch_size, "forward_batch_size")):
         if value < 1:
             raise ValueError(f"{what} must be at least 1; got {value}.")
+    if workers < 0:
+        raise ValueError(f"workers must not be negative; got {workers}.")
     if (pairs is not None and pairs < 0) or n_steps < 0:
         raise ValueError("pairs and n_steps must not be negative.")
     for name in methods:
@@ -216,8 +218,6 @@ def run_benchmark(
     spec = model if isinstance(model, ModelSpec) else load_model(model, device)
     if channels_last:
         spec.model.to(memory_format=torch.channels_last)
-    if workers < 0:
-        raise ValueError(f"workers must not be negative; got {workers}.")
     samples = read_labels(data_dirs, split=split, limit=limit, classes=len(spec.categories))
     cams = build_methods(spec, list(methods), layer, method_options or {}, forward_batch_size)
     reference = reference or next((name for name, cam in cams.items() if cam.name == "clustercam"), next(iter(cams)))

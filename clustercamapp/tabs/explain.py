@@ -37,7 +37,7 @@ from ..engine import (
     forward_images,
     torch_threads,
 )
-from ..settings import Settings, check_colormap, takes_settings
+from ..settings import Settings, check_colormap, checked_beta, takes_settings
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: The example buttons: label (the button's accessible name) and file.
@@ -311,7 +311,7 @@ class ExplainTab:
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
         """/reweight: eq. 22 again with another β from the cached maps; no forward pass. Before
         any explanation there is nothing to redraw (β applies to the next Explain)."""
-        return self._redraw(session, beta=Settings.parse(beta=beta).beta)
+        return self._redraw(session, beta=checked_beta(beta))
 
     def recolor(self, colormap: str, session: Session) -> dict[Any, Any]:
         return self._redraw(session, colormap=check_colormap(colormap))
