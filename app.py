@@ -17,6 +17,10 @@ be left out (the page's defaults). The README's API table lists the outputs.
 - ``/layers(model)`` → ``(default layer, layer rows)``
 - ``/compare(*settings, methods)``
 - ``/sweep_q(*settings)``, ``/sweep_layers(*settings, max_layers)``, ``/sweep_eigenvectors(*settings)``
+- ``/lanes()`` → the study lane's state and limits (:mod:`clustercamapp.lanes`)
+
+Explain and its redraws and the studies (Compare, sweeps) are served in separate lanes; a study
+states its cost before it runs and is refused above the server's budget (README, "Serving").
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import gradio as gr
 
 from clustercam.zoo import DEFAULT_MODEL, available_models
-from clustercamapp import style, text
+from clustercamapp import lanes, style, text
 from clustercamapp.controls import Controls, build_controls
 from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
 from clustercamapp.memory import tune_allocator
@@ -65,6 +69,11 @@ def launch_options() -> dict[str, Any]:
     }
 
 
+def lanes_status() -> dict:
+    """The study lane now: studies running and waiting, the limits and budgets, studies stopped."""
+    return lanes.GATE.status()
+
+
 def build_page() -> Page:
     """Settings on the left; Explain / Compare / Sweeps / How it works on the right."""
     default_model = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else available_models()[0]
@@ -83,6 +92,7 @@ def build_page() -> Page:
                 with gr.Tab("How it works", elem_id="tab-teach"):
                     learn = LearnTab(controls)
         demo.load(None, js=EXPLAIN_SHARED_LINK)
+        gr.api(lanes_status, api_name="lanes")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)
     return Page(demo, controls, explain, compare, sweeps, learn)
 

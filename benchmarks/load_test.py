@@ -12,11 +12,21 @@ its background compilation, ``--compile-wait``), then:
    different one: a class with their own pictures) or from the examples, where a third of the
    clients send the *same* example at the same moment (a classroom clicking one example).
 
+3. with ``--mixed``: fair sharing. ``--heavy`` clients (default 2) send the most expensive study
+   the server accepts (:func:`most_expensive_study`: the comparison, over every subset of methods
+   and every block-level layer, whose stated cost is largest within the server's budget, read from
+   ``/lanes``) again and again, while ``--clients`` explainers each explain ``--calls`` different
+   photographs one after another (``--think`` seconds apart). Prints the explainers' median and
+   largest latency, what became of the studies (finished, refused with a message, errors) and the
+   server's RSS growth; exits non-zero if an explanation failed, a refusal came without a message,
+   a study failed otherwise, or RSS grew by ``--max-growth-mb``.
+
 Meanwhile the server's queue length is polled. Prints successes, p50/p95 latency, the split, the
 largest queue seen and the server's RSS before and after; exits non-zero if a call failed or RSS
 grew by ``--max-growth-mb`` or more after warm-up. Only loopback addresses are used.
 
     python benchmarks/load_test.py --clients 30 --calls 1 --sequential 8 --images ../shared/eval/ilsvrc-val-650
+    python benchmarks/load_test.py --mixed --heavy 2 --clients 10 --calls 3 --images ../shared/eval/ilsvrc-val-650
 """
 
 from __future__ import annotations
@@ -183,6 +193,17 @@ def poll_queue(url: str, report: LoadReport, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
+def warm_server(url: str, warm_requests: int) -> None:
+    """Every example once (models, lazy imports, allocator pools), then as many distinct requests
+    as the server's explanation cache holds: that cache (an LRU of at most 32 explanations, a few
+    MB each) is memory the server keeps by design, so it is filled before growth is measured."""
+    from gradio_client import Client
+
+    warm = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
+    for index in range(max(len(EXAMPLES), warm_requests)):
+        explain_call(warm, EXAMPLES[index % len(EXAMPLES)], seed=10_000 + index)
+
+
 def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = True, warm_requests: int = 32,
              images: list[Path] | None = None) -> LoadReport:
     """Warm up, then ``clients`` × ``calls`` concurrent /explain calls; measures as it goes."""
@@ -190,13 +211,7 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
 
     report = LoadReport(rss_start_mb=rss_mb(pid))
     if warm_up:
-        warm = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
-        # Every example once (models, lazy imports, allocator pools), then as many distinct
-        # requests as the server's explanation cache holds: that cache (an LRU of at most 32
-        # explanations, a few MB each) is memory the server keeps by design, so it is filled
-        # before growth is measured.
-        for index in range(max(len(EXAMPLES), warm_requests)):
-            explain_call(warm, EXAMPLES[index % len(EXAMPLES)], seed=10_000 + index)
+        warm_server(url, warm_requests)
     report.rss_warm_mb = rss_mb(pid)
 
     lock, start = threading.Lock(), threading.Barrier(clients)
@@ -233,6 +248,133 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
     return report
 
 
+@dataclass
+class MixedReport:
+    """What the mixed scenario measured: the explainers' calls and the heavy clients' studies."""
+
+    explain: LoadReport
+    study: str
+    study_cost: int
+    finished: int = 0
+    refused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    study_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.explain.successes == self.explain.calls and not self.failed
+                and all(message.strip() for message in self.refused))
+
+    def lines(self) -> list[str]:
+        e = self.explain
+        return [
+            f"study sent again and again: {self.study} (stated cost {self.study_cost:,} passes)",
+            f"studies: {self.finished} finished (median {statistics.median(self.study_seconds) if self.study_seconds else float('nan'):.1f} s), "
+            f"{len(self.refused)} refused with a message, {len(self.failed)} failed otherwise",
+            f"explanations: {e.successes}/{e.calls} succeeded; median {e.percentile(0.5):.2f} s, "
+            f"p95 {e.percentile(0.95):.2f} s, max {max(e.latencies) if e.latencies else float('nan'):.2f} s",
+            e.split_line(),
+            f"server RSS: {e.rss_warm_mb:.0f} MB after warm-up, {e.rss_end_mb:.0f} MB after (growth {e.growth_mb:+.0f} MB)",
+            *(f"refused: {message[:300]}" for message in self.refused[:1]),
+            *(f"failed: {message[:300]}" for message in self.failed[:3]),
+            *(f"explain error: {error}" for error in e.errors[:3]),
+        ]
+
+
+def most_expensive_study(budget: int, model: str = "efficientnet_lite0") -> tuple[list[str], str, int]:
+    """``(methods, layer, cost)`` of the comparison with the largest stated cost within ``budget``:
+    every subset of methods at every block-level layer, costed as the server costs it."""
+    import itertools
+
+    sys.path.insert(0, str(ROOT))
+    from clustercam.methods import METHODS
+    from clustercam.zoo import load_model
+    from clustercamapp.lanes import compare_cost
+
+    spec = load_model(model)
+    best: tuple[list[str], str, int] = ([], "", -1)
+    names = list(METHODS)
+    for info in spec.layers():
+        if info.name.count(".") > 1:
+            continue
+        for size in range(1, len(names) + 1):
+            for methods in itertools.combinations(names, size):
+                total = compare_cost(spec, info.name, methods, {}, budget=budget).total
+                if best[2] < total <= budget:
+                    best = (list(methods), info.name, total)
+    return best
+
+
+def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, images: list[Path],
+              think: float = 0.0, warm_requests: int = 32) -> MixedReport:
+    """``heavy`` clients repeat the most expensive accepted study while ``explainers`` clients
+    explain ``calls`` different photographs each; see the module docstring."""
+    from gradio_client import Client, handle_file
+
+    status = Client(url, verbose=False, analytics_enabled=False).predict(api_name="/lanes")
+    methods, layer, cost = most_expensive_study(int(status["request_budget"]))
+    from gradio_client.exceptions import AppError
+
+    study_image = str(ROOT / "assets" / "cat_and_coffee.jpg")
+
+    def send_study(client: Client, seed: int) -> None:
+        client.predict(handle_file(study_image), "efficientnet_lite0", layer, seed=seed, methods=methods,
+                       api_name="/compare")
+
+    rss_start = rss_mb(pid)
+    warm_server(url, warm_requests)
+    send_study(Client(url, verbose=False, analytics_enabled=False, download_files=False), 99)  # the study copy
+    explain = LoadReport(rss_start_mb=rss_start, rss_warm_mb=rss_mb(pid))
+    report = MixedReport(explain, f"/compare {', '.join(methods)} at {layer}", cost)
+    lock, done = threading.Lock(), threading.Event()
+
+    def heavy_client(index: int) -> None:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        while not done.is_set():
+            began = time.perf_counter()
+            try:
+                send_study(client, index)
+                with lock:
+                    report.finished += 1
+                    report.study_seconds.append(time.perf_counter() - began)
+            except AppError as exc:  # the server's own message (a refusal, a stopped study)
+                with lock:
+                    report.refused.append(str(exc))
+            except Exception as exc:  # anything else is opaque: a failure
+                with lock:
+                    report.failed.append(f"{type(exc).__name__}: {exc}")
+
+    def explainer(index: int) -> None:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        for call in range(calls):
+            image = images[(index * calls + call) % len(images)] if images else EXAMPLES[(index + call) % len(EXAMPLES)]
+            began = time.perf_counter()
+            try:
+                request, error = explain_call(client, image, seed=0 if images else 30_000 + index * calls + call), ""
+            except Exception as exc:
+                request, error = None, f"{type(exc).__name__}: {exc}"
+            with lock:
+                record(explain, began, request, error)
+            time.sleep(think)
+
+    heavies = [threading.Thread(target=heavy_client, args=(i,)) for i in range(heavy)]
+    for thread in heavies:
+        thread.start()
+    time.sleep(2.0)  # the studies are running when the explainers arrive
+    began = time.perf_counter()
+    workers = [threading.Thread(target=explainer, args=(i,)) for i in range(explainers)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    explain.seconds = time.perf_counter() - began
+    done.set()
+    for thread in heavies:
+        thread.join()
+    explain.rss_end_mb = rss_mb(pid)
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=20)
@@ -247,6 +389,10 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=0, help="first, one client explaining this many photographs in turn")
     parser.add_argument("--download", action="store_true",
                         help="clients download every file of every answer (gradio_client's default; a browser does not)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="fair sharing: --heavy clients repeat the costliest accepted study while --clients explain")
+    parser.add_argument("--heavy", type=int, default=2, help="study clients of --mixed")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds an explainer of --mixed waits between calls")
     parser.add_argument("--compile-wait", type=float, default=150.0,
                         help="seconds to let the server compile its model in the background before measuring")
     args = parser.parse_args()
@@ -271,6 +417,12 @@ def main() -> int:
             print(f"one client, {args.sequential} different photographs in turn: {sequential.successes}/"
                   f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s; {sequential.split_line()}",
                   *(f"error: {error}" for error in sequential.errors[:3]), sep="\n", flush=True)
+        if args.mixed:
+            mixed = run_mixed(url, pid, heavy=args.heavy, explainers=args.clients, calls=args.calls,
+                              images=images, think=args.think, warm_requests=args.warm_requests)
+            print(f"{args.heavy} study clients, {args.clients} explainers × {args.calls} photographs against {url}")
+            print("\n".join(mixed.lines()))
+            return 0 if mixed.ok and mixed.explain.growth_mb < args.max_growth_mb else 1
         for round_number in range(1, args.rounds + 1):
             report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
                               warm_requests=args.warm_requests, images=images[: args.clients * args.calls])

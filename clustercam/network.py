@@ -34,8 +34,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import torch
@@ -59,6 +59,22 @@ _counter = threading.local()
 def forward_images() -> int:
     """Images pushed through any :class:`Network` by the current thread so far."""
     return getattr(_counter, "images", 0)
+
+
+@contextmanager
+def before_each_pass(check: Callable[[int], None]) -> Iterator[None]:
+    """Call ``check(batch)`` in this thread before every pass of any :class:`Network` in the block.
+
+    A check that raises stops the work between batches, before the next pass runs: the app uses
+    it to stop a study whose client left or whose session sent a newer one. Nested blocks add
+    their checks; only the current thread is affected.
+    """
+    checks = getattr(_counter, "checks", ())
+    _counter.checks = (*checks, check)
+    try:
+        yield
+    finally:
+        _counter.checks = checks
 
 
 def compile_wanted() -> bool:
@@ -117,6 +133,8 @@ class Network:
     # ---- calls -------------------------------------------------------------------------
 
     def _count(self, batch: int) -> None:
+        for check in getattr(_counter, "checks", ()):
+            check(batch)
         _counter.images = forward_images() + batch
         for observer in list(self.observers):
             observer(batch)

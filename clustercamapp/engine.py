@@ -5,9 +5,11 @@ names of :func:`clustercam.available_models` are accepted, so the cache is bound
 :func:`clustercam.zoo.default_device` (CUDA when present, else the CPU). A failed download is not
 cached: the next request tries again.
 
-**Locks.** :func:`model_lock` gives one ``threading.Lock`` per model name. Every piece of network
-work (the forward and masked passes of an explanation, each method of a comparison) runs under
-it, so concurrent requests never interleave on one network; re-rendering (β, target) needs no lock.
+**Locks.** :func:`model_lock` gives one ``threading.Lock`` per name. Every piece of network work
+on a model (the forward and masked passes of an explanation) runs under its lock, so concurrent
+requests never interleave on one network (hooks are per module); re-rendering (β, target) needs
+no lock. Studies run on their own copy of the model under their own lock
+(:func:`clustercamapp.lanes.study_model`), so they never hold the lock an explanation waits for.
 
 **Explanations.** :data:`RESULTS` is an LRU of at most :data:`CACHE_SIZE` explanations that expire
 after :data:`CACHE_TTL` seconds, keyed by the image's content hash, model, layer, Q and clustering
@@ -53,7 +55,8 @@ from clustercam.network import forward_images as network_images
 from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
-#: Requests doing network work at once (explain, compare, sweeps); cheap redraws get more.
+#: Explanations running at once (the explain lane; studies have their own, see
+#: :mod:`clustercamapp.lanes`); cheap redraws get more.
 NETWORK_CONCURRENCY = int(os.environ.get("CLUSTERCAM_APP_CONCURRENCY", 2))
 REDRAW_CONCURRENCY = 8
 QUEUE_SIZE = int(os.environ.get("CLUSTERCAM_APP_QUEUE_SIZE", 64))
@@ -249,11 +252,14 @@ def _shrunk(image: Image.Image, side: int) -> Image.Image:
 
 
 def explain_cached(
-    data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any]
+    data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any],
+    *, lock: threading.Lock | None = None, threads: int | None = NETWORK_THREADS,
 ) -> tuple[CachedExplanation, bool]:
     """The Cluster-CAM explanation of an image (raw file bytes) for its top-1 class, cached.
 
-    Returns ``(entry, cached)``; ``cached`` is False when this call did the network work.
+    Returns ``(entry, cached)``; ``cached`` is False when this call did the network work, under
+    ``lock`` (default: :func:`model_lock` of the model; the study lane passes its own, with its
+    own copy of the model as ``spec``) with ``threads`` torch threads.
 
     Raises:
         ImageError / ValueError / TypeError: from the library, with a message for a person.
@@ -262,7 +268,7 @@ def explain_cached(
     entry = RESULTS.get(key)
     if entry is not None:
         return entry, True
-    with model_lock(spec.name), torch_threads(NETWORK_THREADS):
+    with lock or model_lock(spec.name), torch_threads(threads):
         entry = RESULTS.get(key)
         if entry is not None:
             return entry, True

@@ -118,6 +118,11 @@ class AblationCAM(WeightedCAM):
         self.ablation_value = float(ablation_value)
         self.mode = mode
 
+    @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``1 + N`` rows, ``+ 1`` validation row unless ``mode="full"``."""
+        return 1 + int(channels) + int(options.get("mode", "auto") != "full"), 0
+
     def _logits(self, image: torch.Tensor, rows: torch.Tensor, tail: bool) -> torch.Tensor:
         """Logits with the layer's output replaced by ``rows``; ``image`` is ``(1, C, H, W)``."""
         inputs = image if tail else image.expand(rows.shape[0], *image.shape[1:])

@@ -166,6 +166,14 @@ class BaseCAM:
     needs_gradients: ClassVar[bool] = False
 
     @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``(forward, backward)`` passes per image this method makes at a layer of ``channels``
+        feature maps with these constructor ``options``, known before it runs (the counts of the
+        paper's Table 2 and of :attr:`CAMResult.forward_passes`; an upper bound where a method
+        skips duplicate masks). The app budgets requests with it."""
+        return 1, 1 if cls.needs_gradients else 0
+
+    @classmethod
     def option_names(cls) -> tuple[str, ...]:
         """The keyword options a caller may pass to this method's constructor (besides
         ``batch_size``): what the CLI and the app forward to it and nothing else."""

@@ -288,6 +288,14 @@ class ClusterCAM(CognitionSettings, BaseCAM):
         # the preset's own clustering options apply where its clustering is used
         self.clustering_options = {**{k: v for k, v in options.items() if k in allowed}, **clustering_options}
 
+    @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``1 + Q`` forward passes (Q given or the preset's), no backward."""
+        q = options.get("q")
+        if q is None:
+            q = preset_options(options.get("preset"))["q"]
+        return 1 + int(q), 0
+
     def cluster(self, maps: torch.Tensor, q: int | None = None) -> torch.Tensor:
         """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps (into ``q`` clusters, default Q)."""
         q = self.q if q is None else int(q)

@@ -142,6 +142,12 @@ class SmoothGradCAMPlusPlus(WeightedCAM):
         self.noise_level = float(noise_level)
         self.seed = int(seed)
 
+    @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``1 + M`` forward and ``M`` backward passes."""
+        samples = int(options.get("n_samples", 16))
+        return 1 + samples, samples
+
     def noisy_copies(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(B·M, C, H, W)``: ``M`` consecutive noisy copies of each image."""
         generator = torch.Generator(device=inputs.device).manual_seed(self.seed)

@@ -97,6 +97,12 @@ class GroupCAM(BaseCAM):
         self.blur_kernel = int(blur_kernel)
         self.blur_sigma = float(blur_sigma)
 
+    @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``2 + G'`` forward (the original, the blurred baseline, ``G' = min(G, N)`` groups; an
+        upper bound, constant group maps are skipped) and one backward pass."""
+        return 2 + min(int(options.get("groups", 32)), int(channels)), 1
+
     def explain(self, state: ForwardState) -> Saliency:
         if state.gradients is None:
             raise RuntimeError("Group-CAM needs the gradients of the target layer.")

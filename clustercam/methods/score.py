@@ -86,6 +86,12 @@ class ScoreCAM(WeightedCAM):
         self.subtract_baseline = bool(subtract_baseline)
         self.align_corners = bool(align_corners)
 
+    @classmethod
+    def planned_passes(cls, channels: int, **options) -> tuple[int, int]:
+        """``1 + N`` (``2 + N`` with ``subtract_baseline``): an upper bound, duplicate masks are
+        scored once."""
+        return 1 + int(channels) + int(bool(options.get("subtract_baseline", False))), 0
+
     def masks(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Eq. 9 for ``(U, h, w)`` maps: ``(U, H, W)`` masks in ``[0, 1]``."""
         upsampled = F.interpolate(

@@ -1,9 +1,11 @@
 """The Compare tab (the paper's Fig. 1): every ticked method on the same image, layer and class.
 
-``/compare`` takes the settings block then ``methods``. Each method runs under its model's lock
-(:func:`~clustercamapp.engine.model_lock`), one at a time, so other users' requests interleave
-between them; ``gr.Progress`` follows the methods. A method's title, whether it is too slow for
-a CPU and which options it takes come from its class (:class:`clustercam.methods.BaseCAM`).
+``/compare`` takes the settings block then ``methods``. It is a study (:mod:`clustercamapp.lanes`):
+its cost in network passes is stated before it runs and refused above the server's budget; it
+runs in the study lane on the study copy of the model, one method at a time under that copy's
+lock, and stops between batches when the session sends a newer study or leaves. ``gr.Progress``
+follows the methods. A method's title, whether it is too slow for a CPU, which options it takes
+and how many passes it needs come from its class (:class:`clustercam.methods.BaseCAM`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 import torch
+from PIL import Image
 
 from clustercam import render
 from clustercam.imaging import load_image
 from clustercam.methods import METHODS
 from clustercam.metrics import average_drop, explanation_scores, increase_in_confidence
 from clustercam.pipeline import explain_image
+from clustercam.zoo import ModelSpec
 
-from .. import files, style, text
+from .. import files, lanes, style, text
 from ..common import UserError, gpu, user_errors
 from ..controls import Controls
-from ..engine import DISPLAY_SIDE, NETWORK_CONCURRENCY, NETWORK_THREADS, model_lock, torch_threads
+from ..engine import DISPLAY_SIDE
 from ..settings import Settings, takes_settings
 
 #: Columns of the comparison table; Y = p(class | X), O = p(class | X∘H) (see the tab's note).
@@ -63,10 +67,21 @@ def compare(
     """
     chosen = check_methods(methods)
     data, _ = settings.image_bytes()
-    spec = settings.spec()
-    layer, wanted = settings.layer_name(spec), settings.target_index(spec)
+    shared = settings.spec()
+    layer, wanted = settings.layer_name(shared), settings.target_index(shared)
     options = {**settings.options, "beta": settings.beta}
+    cost = lanes.compare_cost(shared, layer, chosen, options, budget=lanes.GATE.request_budget)
     picture = load_image(data)
+    return lanes.run_study(cost, lambda: _compare(
+        lanes.study_model(shared.name), picture, layer, wanted, chosen, options, settings.colormap, progress
+    ))
+
+
+def _compare(
+    spec: ModelSpec, picture: Image.Image, layer: str, wanted: int | None, chosen: list[str],
+    options: dict[str, Any], colormap: str, progress: Any,
+) -> tuple[list[tuple[str, str]], pd.DataFrame]:
+    """The comparison itself, on the study lane's copy of the model (see :func:`compare`)."""
     display = picture.copy()
     display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
     folder = files.output_dir()
@@ -76,7 +91,7 @@ def compare(
     for method in steps:
         cls = METHODS[method]
         accepted = set(cls.option_names())
-        with model_lock(spec.name), torch_threads(NETWORK_THREADS):
+        with lanes.study_lock(spec.name):
             explained = explain_image(
                 spec, picture, method=method, layer=layer, target=wanted,
                 **{key: value for key, value in options.items() if key in accepted},
@@ -91,7 +106,7 @@ def compare(
         if not gallery:
             caption = f"Input · {spec.categories[one.target]}"
             gallery.append((files.save_png(display, folder / "input.png"), caption))
-        overlay = render.overlay(display, result.heatmaps[0], cmap=settings.colormap)
+        overlay = render.overlay(display, result.heatmaps[0], cmap=colormap)
         gallery.append((files.save_png(overlay, folder / f"{files.slug(method)}.png"), f"{cls.title} · drop {drop:.1f} %"))
         rows.append([
             cls.title, round(one.seconds, 3), one.forward_passes, one.backward_passes,
@@ -112,11 +127,14 @@ class CompareTab:
             choices=method_choices(), value=default_methods(controls.spec.device), label="Methods",
             elem_id="compare-methods",
         )
-        self.run = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+        with gr.Row():
+            self.run = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=3)
+            self.stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)
         self.gallery = gr.Gallery(label="Heatmaps (the paper's Fig. 1)", columns=4, elem_id="compare-gallery", **style.GALLERY)
         self.table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=False, elem_id="compare-table")
-        self.run.click(
+        running = self.run.click(
             compare_listener, [*controls.settings(), self.methods],
-            [self.gallery, self.table], api_name="compare", concurrency_id="network",
-            concurrency_limit=NETWORK_CONCURRENCY,
+            [self.gallery, self.table], api_name="compare", **lanes.STUDY_LANE,
         )
+        # Gradio drops the event; the study notices between two batches and stops (lanes.py)
+        self.stop.click(None, None, None, cancels=[running], api_visibility="private", queue=False)

@@ -25,11 +25,10 @@ import gradio as gr
 from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
 
-from .. import drawing, files, style, text
+from .. import drawing, files, lanes, style, text
 from ..common import gpu, user_errors
 from ..controls import Controls
 from ..engine import (
-    NETWORK_CONCURRENCY,
     REDRAW_CONCURRENCY,
     RESULTS,
     CachedExplanation,
@@ -386,7 +385,7 @@ class ExplainTab:
 
     def _wire(self) -> None:
         c = self.controls
-        network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
+        network = lanes.EXPLAIN_LANE
         redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
         # The listeners exactly as Gradio calls them (the tests call these too).
         self.on_explain = gpu(user_errors(takes_settings()(self.explain)))

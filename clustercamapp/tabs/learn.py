@@ -15,10 +15,10 @@ from clustercam import render
 from clustercam.methods import DEFAULT_BETA
 from clustercam.zoo import DEFAULT_MODEL
 
-from .. import drawing, files, style, text
+from .. import drawing, files, lanes, style, text
 from ..common import gpu, user_errors
 from ..controls import Controls
-from ..engine import NETWORK_CONCURRENCY, explain_cached, get_model, torch_threads
+from ..engine import explain_cached, get_model, torch_threads
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: The two-object teaching example (cat left, espresso right) and its settings.
@@ -84,7 +84,7 @@ class LearnTab:
         self.clusters = gr.Gallery(label="Cluster maps", columns=3, elem_id="teach-clusters", **style.GALLERY)
         self.masked = gr.Gallery(label="Masked images and scores", columns=3, elem_id="teach-masked", **style.GALLERY)
         outputs = [self.overlay, self.clusters, self.masked, self.markdown]
-        network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
+        network = lanes.EXPLAIN_LANE
         cat.click(gpu(self._for("Egyptian cat")), None, outputs, api_visibility="private", **network)
         cup.click(gpu(self._for("espresso")), None, outputs, api_visibility="private", **network)
 

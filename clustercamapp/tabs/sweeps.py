@@ -3,7 +3,10 @@
 ``/sweep_q`` (Q = 2…8, with each clustering's silhouette), ``/sweep_layers`` (then
 ``max_layers``) and ``/sweep_eigenvectors`` (spectral, K = 1…8) all take the settings block;
 the swept setting's own value in it is ignored. Each setting is explained through the app's cache
-(:func:`~clustercamapp.engine.explain_cached`), so coming back to one is free.
+(:func:`~clustercamapp.engine.explain_cached`), so coming back to one is free. A sweep is a study
+(:mod:`clustercamapp.lanes`): its cost (Cluster-CAM's ``1 + Q`` passes for each setting not
+cached yet) is stated before it runs and refused above the budget; it runs in the study lane on
+the study copy of the model and stops between batches when replaced or abandoned.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from clustercam.clustering import cluster_quality
 from clustercam.imaging import ImageError
 from clustercam.zoo import LayerInfo, ModelSpec
 
-from .. import drawing, files, style, text
+from .. import drawing, files, lanes, style, text
 from ..common import gpu, user_errors
 from ..controls import Controls
-from ..engine import NETWORK_CONCURRENCY, explain_cached
+from ..engine import RESULTS, cache_key, explain_cached, image_digest
 from ..settings import Settings, takes_settings, whole
 
 #: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
@@ -29,23 +32,48 @@ SWEEP_Q_VALUES: Sequence[int] = tuple(range(2, 9))
 SWEEP_K_VALUES: Sequence[int] = tuple(range(1, 9))
 
 
+def sweep_cost(
+    settings: Settings, variants: Sequence[tuple[str, str, Settings]], what: str, advice: str
+) -> lanes.StudyCost:
+    """The sweep's cost: ``1 + Q`` passes for each variant not in the app's cache yet."""
+    data, _ = settings.image_bytes()
+    digest, name = image_digest(data), settings.spec().name
+    steps = [
+        (caption, lanes.cluster_passes(variant.options))
+        for caption, layer, variant in variants
+        if RESULTS.get(cache_key(digest, name, layer, variant.options)) is None
+    ]
+    return lanes.sweep_cost(what, steps, advice)
+
+
 def run_sweep(
-    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str, quality: bool = False
+    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str,
+    quality: bool = False, cost: lanes.StudyCost | None = None,
 ) -> list[tuple[str, str]]:
     """Explain the image once per ``(caption, layer, settings)``, cached; overlays with captions.
 
-    A setting the library refuses (e.g. Q above a layer's channels) is left out with a warning.
-    With ``quality`` each caption also gives the silhouette of that clustering, ★ on the highest.
+    Runs as a study of ``cost`` (default: :func:`sweep_cost`). A setting the library refuses (e.g.
+    Q above a layer's channels) is left out with a warning. With ``quality`` each caption also
+    gives the silhouette of that clustering, ★ on the highest.
     """
+    cost = cost or sweep_cost(settings, variants, f"This {desc} sweep", "Choose a smaller Q.")
+    return lanes.run_study(cost, lambda: _sweep(settings, variants, progress, desc, quality))
+
+
+def _sweep(
+    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str, quality: bool
+) -> list[tuple[str, str]]:
     data, name = settings.image_bytes()
-    spec = settings.spec()
-    wanted = settings.target_index(spec)
+    shared = settings.spec()
+    spec = lanes.study_model(shared.name)
+    lock = lanes.study_lock(shared.name)
+    wanted = settings.target_index(shared)
     folder = files.output_dir()
     gallery, problems, silhouettes = [], [], []
     steps = progress.tqdm(variants, desc=desc) if progress is not None else variants
     for index, (caption, layer, variant) in enumerate(steps):
         try:
-            entry, _ = explain_cached(data, name, spec, layer, variant.options)
+            entry, _ = explain_cached(data, name, spec, layer, variant.options, lock=lock, threads=None)
         except ImageError:
             raise  # the image itself is unusable: no setting can work
         except ValueError as error:
@@ -124,7 +152,9 @@ def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None
     layer as ``name · kind · channels×height×width``.
     """
     chosen = sweep_layer_selection(settings.spec(), whole(max_layers, "The number of layers", 1))
-    return run_sweep(settings, [(info.label, info.name, settings) for info in chosen], progress, "Layers")
+    variants = [(info.label, info.name, settings) for info in chosen]
+    cost = sweep_cost(settings, variants, "This layer sweep", "Choose fewer layers or a smaller Q.")
+    return run_sweep(settings, variants, progress, "Layers", cost=cost)
 
 
 def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
@@ -142,7 +172,7 @@ sweep_eigenvectors_listener = gpu(user_errors(takes_settings()(sweep_eigenvector
 
 class SweepsTab:
     def __init__(self, controls: Controls):
-        network = {"concurrency_id": "network", "concurrency_limit": NETWORK_CONCURRENCY}
+        study = lanes.STUDY_LANE
         gallery = {"columns": 4, **style.GALLERY}
         gr.Markdown(text.SWEEP_Q_NOTE, elem_classes=["note"])
         self.q_run = gr.Button("Sweep Q = 2…8", elem_id="sweep-q-btn")
@@ -155,13 +185,18 @@ class SweepsTab:
         gr.Markdown(text.SWEEP_K_NOTE, elem_classes=["note"])
         self.k_run = gr.Button("Sweep K = 1…8 (spectral)", elem_id="sweep-k-btn")
         self.k_gallery = gr.Gallery(label="Eigenvector sweep", elem_id="sweep-k-gallery", **gallery)
+        self.stop = gr.Button("Stop the running sweep", variant="stop", elem_id="sweep-stop")
         settings = controls.settings()
-        self.q_run.click(sweep_q_listener, settings, [self.q_gallery], api_name="sweep_q", **network)
-        self.layers_run.click(
-            sweep_layers_listener, [*settings, self.max_layers], [self.layers_gallery],
-            api_name="sweep_layers", **network,
-        )
-        self.k_run.click(
-            sweep_eigenvectors_listener, settings, [self.k_gallery],
-            api_name="sweep_eigenvectors", **network,
-        )
+        running = [
+            self.q_run.click(sweep_q_listener, settings, [self.q_gallery], api_name="sweep_q", **study),
+            self.layers_run.click(
+                sweep_layers_listener, [*settings, self.max_layers], [self.layers_gallery],
+                api_name="sweep_layers", **study,
+            ),
+            self.k_run.click(
+                sweep_eigenvectors_listener, settings, [self.k_gallery],
+                api_name="sweep_eigenvectors", **study,
+            ),
+        ]
+        # Gradio drops the events; a running sweep notices between two batches and stops
+        self.stop.click(None, None, None, cancels=running, api_visibility="private", queue=False)
