@@ -259,10 +259,12 @@ class MixedReport:
     refused: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     study_seconds: list[float] = field(default_factory=list)
+    alone: LoadReport = field(default_factory=LoadReport)  # the same explainers with no study running
 
     @property
     def ok(self) -> bool:
-        return (self.explain.successes == self.explain.calls and not self.failed
+        return (self.explain.successes == self.explain.calls and self.alone.successes == self.alone.calls
+                and not self.failed
                 and all(message.strip() for message in self.refused))
 
     def lines(self) -> list[str]:
@@ -274,6 +276,10 @@ class MixedReport:
             f"explanations: {e.successes}/{e.calls} succeeded; median {e.percentile(0.5):.2f} s, "
             f"p95 {e.percentile(0.95):.2f} s, max {max(e.latencies) if e.latencies else float('nan'):.2f} s",
             e.split_line(),
+            *([f"the same explainers with no study running: median {self.alone.percentile(0.5):.2f} s, max "
+               f"{max(self.alone.latencies):.2f} s; with the studies / alone: median ×"
+               f"{e.percentile(0.5) / self.alone.percentile(0.5):.2f}, max ×{max(e.latencies) / max(self.alone.latencies):.2f}"]
+              if self.alone.latencies and e.latencies else []),
             f"server RSS: {e.rss_warm_mb:.0f} MB after warm-up, {e.rss_end_mb:.0f} MB after (growth {e.growth_mb:+.0f} MB)",
             *(f"refused: {message[:300]}" for message in self.refused[:1]),
             *(f"failed: {message[:300]}" for message in self.failed[:3]),
@@ -306,7 +312,8 @@ def most_expensive_study(budget: int, model: str = "efficientnet_lite0") -> tupl
 
 
 def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, images: list[Path],
-              think: float = 0.0, warm_requests: int = 32) -> MixedReport:
+              think: float = 0.0, warm_requests: int = 32, warm_study: bool = True,
+              baseline: bool = True) -> MixedReport:
     """``heavy`` clients repeat the most expensive accepted study while ``explainers`` clients
     explain ``calls`` different photographs each; see the module docstring."""
     from gradio_client import Client, handle_file
@@ -317,13 +324,21 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
 
     study_image = str(ROOT / "assets" / "cat_and_coffee.jpg")
 
-    def send_study(client: Client, seed: int) -> None:
-        client.predict(handle_file(study_image), "efficientnet_lite0", layer, seed=seed, methods=methods,
-                       api_name="/compare")
+    def send_study(client: Client, seed: int, stop: threading.Event | None = None) -> None:
+        """One study; cancelled (as a browser's Stop would) once ``stop`` is set."""
+        job = client.submit(handle_file(study_image), "efficientnet_lite0", layer, seed=seed, methods=methods,
+                            api_name="/compare")
+        while stop is not None and not job.done():
+            if stop.is_set():
+                job.cancel()
+                return
+            time.sleep(0.1)
+        job.result()
 
     rss_start = rss_mb(pid)
     warm_server(url, warm_requests)
-    send_study(Client(url, verbose=False, analytics_enabled=False, download_files=False), 99)  # the study copy
+    if warm_study:  # the study copy of the model and the study's allocations
+        send_study(Client(url, verbose=False, analytics_enabled=False, download_files=False), 99)
     explain = LoadReport(rss_start_mb=rss_start, rss_warm_mb=rss_mb(pid))
     report = MixedReport(explain, f"/compare {', '.join(methods)} at {layer}", cost)
     lock, done = threading.Lock(), threading.Event()
@@ -333,7 +348,9 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
         while not done.is_set():
             began = time.perf_counter()
             try:
-                send_study(client, index)
+                send_study(client, index, stop=done)
+                if done.is_set():
+                    break  # cancelled: the explainers are through
                 with lock:
                     report.finished += 1
                     report.study_seconds.append(time.perf_counter() - began)
@@ -344,33 +361,44 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
                 with lock:
                     report.failed.append(f"{type(exc).__name__}: {exc}")
 
-    def explainer(index: int) -> None:
+    def explainer(index: int, into: LoadReport, offset: int) -> None:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
         for call in range(calls):
-            image = images[(index * calls + call) % len(images)] if images else EXAMPLES[(index + call) % len(EXAMPLES)]
+            number = offset + index * calls + call  # every call of both phases a different photograph
+            image = images[number % len(images)] if images else EXAMPLES[number % len(EXAMPLES)]
             began = time.perf_counter()
             try:
-                request, error = explain_call(client, image, seed=0 if images else 30_000 + index * calls + call), ""
+                request, error = explain_call(client, image, seed=0 if images else 30_000 + number), ""
             except Exception as exc:
                 request, error = None, f"{type(exc).__name__}: {exc}"
             with lock:
-                record(explain, began, request, error)
+                record(into, began, request, error)
             time.sleep(think)
 
+    def explain_phase(into: LoadReport, offset: int) -> None:
+        began = time.perf_counter()
+        workers = [threading.Thread(target=explainer, args=(i, into, offset)) for i in range(explainers)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        into.seconds = time.perf_counter() - began
+
+    if baseline:  # the same explainers with no study running, for the side-by-side ratio
+        explain_phase(report.alone, explainers * calls)
     heavies = [threading.Thread(target=heavy_client, args=(i,)) for i in range(heavy)]
     for thread in heavies:
         thread.start()
     time.sleep(2.0)  # the studies are running when the explainers arrive
-    began = time.perf_counter()
-    workers = [threading.Thread(target=explainer, args=(i,)) for i in range(explainers)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    explain.seconds = time.perf_counter() - began
+    explain_phase(explain, 0)
     done.set()
     for thread in heavies:
         thread.join()
+    # a cancelled study stops at its next batch: measure memory once none runs
+    watcher = Client(url, verbose=False, analytics_enabled=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and watcher.predict(api_name="/lanes")["running"]:
+        time.sleep(0.5)
     explain.rss_end_mb = rss_mb(pid)
     return report
 

@@ -22,7 +22,9 @@ sending the same example at once computes it once.
 **Threads.** Re-rendering (eq. 22 on a few ``H×W`` maps) runs with one torch thread
 (:func:`torch_threads`): split over several threads, such small operations spend their time
 synchronising, and on a busy CPU (another request's network work on every core) a 20 ms redraw
-became 150 ms. Network work keeps torch's default, or ``CLUSTERCAM_APP_TORCH_THREADS``.
+became 150 ms. An explanation's network work uses every core when it is the only explain-lane
+request in flight and its share of them when others are (:func:`network_threads`), or
+``CLUSTERCAM_APP_TORCH_THREADS``. Studies run on their own threads (:mod:`clustercamapp.lanes`).
 
 **Counting.** Every pass through a model's :class:`~clustercam.network.Network` adds its batch
 size to a per-thread counter (:func:`forward_images`); a handler reads it before and after to
@@ -81,6 +83,33 @@ NETWORK_THREADS = int(os.environ["CLUSTERCAM_APP_TORCH_THREADS"]) if os.environ.
 _guard = threading.Lock()
 _model_locks: dict[str, threading.Lock] = {}
 _load_locks: dict[str, threading.Lock] = {}
+#: The cores torch uses by default here.
+CORES = torch.get_num_threads()
+_in_flight = [0]  # explain-lane requests being served (network work, waiting for it, or drawing)
+
+
+@contextmanager
+def explaining() -> Iterator[None]:
+    """Mark the block as an explain-lane request in flight (see :func:`network_threads`)."""
+    with _guard:
+        _in_flight[0] += 1
+    try:
+        yield
+    finally:
+        with _guard:
+            _in_flight[0] -= 1
+
+
+def network_threads() -> int | None:
+    """Torch threads for an explanation's network work, chosen when it starts:
+    ``CLUSTERCAM_APP_TORCH_THREADS`` when set; else every core (None) when it is the only
+    request in flight, and ``cores // NETWORK_CONCURRENCY`` when others are (drawing or waiting:
+    two requests each on every core oversubscribe them; measured in docs/benchmarks.md)."""
+    if NETWORK_THREADS:
+        return NETWORK_THREADS
+    with _guard:
+        others = _in_flight[0] > 1
+    return max(1, CORES // NETWORK_CONCURRENCY) if others else None
 
 
 def forward_images() -> int:
@@ -253,13 +282,14 @@ def _shrunk(image: Image.Image, side: int) -> Image.Image:
 
 def explain_cached(
     data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any],
-    *, lock: threading.Lock | None = None, threads: int | None = NETWORK_THREADS,
+    *, lock: threading.Lock | None = None, threads: int | str | None = "auto",
 ) -> tuple[CachedExplanation, bool]:
     """The Cluster-CAM explanation of an image (raw file bytes) for its top-1 class, cached.
 
     Returns ``(entry, cached)``; ``cached`` is False when this call did the network work, under
     ``lock`` (default: :func:`model_lock` of the model; the study lane passes its own, with its
-    own copy of the model as ``spec``) with ``threads`` torch threads.
+    own copy of the model as ``spec``) with ``threads`` torch threads (``"auto"``:
+    :func:`network_threads`; None: as the calling thread has them).
 
     Raises:
         ImageError / ValueError / TypeError: from the library, with a message for a person.
@@ -268,22 +298,30 @@ def explain_cached(
     entry = RESULTS.get(key)
     if entry is not None:
         return entry, True
-    with lock or model_lock(spec.name), torch_threads(threads):
+    with lock or model_lock(spec.name):
         entry = RESULTS.get(key)
         if entry is not None:
             return entry, True
-        start = time.perf_counter()
-        explained = explain_image(spec, data, layer=layer, **options)
-        seconds = time.perf_counter() - start
-        display = _shrunk(explained.image, DISPLAY_SIDE)
-        entry = CachedExplanation(
-            key=key,
-            explained=dataclasses.replace(explained, image=display),
-            display=display,
-            thumbnail=_shrunk(display, TILE_SIDE),
-            original_size=explained.image.size,
-            name=name,
-            compute_seconds=seconds,
-        )
-        RESULTS.put(entry)  # before the lock is released: a waiting request finds it
+        with torch_threads(network_threads() if threads == "auto" else threads):
+            entry = _explain(key, data, name, spec, layer, options)
     return entry, False
+
+
+def _explain(key: str, data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any]) -> CachedExplanation:
+    """The network work of :func:`explain_cached`; the entry goes into the cache before the
+    caller releases the lock, so a waiting request finds it."""
+    start = time.perf_counter()
+    explained = explain_image(spec, data, layer=layer, **options)
+    seconds = time.perf_counter() - start
+    display = _shrunk(explained.image, DISPLAY_SIDE)
+    entry = CachedExplanation(
+        key=key,
+        explained=dataclasses.replace(explained, image=display),
+        display=display,
+        thumbnail=_shrunk(display, TILE_SIDE),
+        original_size=explained.image.size,
+        name=name,
+        compute_seconds=seconds,
+    )
+    RESULTS.put(entry)
+    return entry

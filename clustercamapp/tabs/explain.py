@@ -33,6 +33,7 @@ from ..engine import (
     RESULTS,
     CachedExplanation,
     explain_cached,
+    explaining,
     forward_images,
     torch_threads,
 )
@@ -298,14 +299,15 @@ class ExplainTab:
         layer, target = settings.layer_name(spec), settings.target_index(spec)
         if progress is not None:
             progress(0.2, desc="Feature maps, clustering and the Q masked passes")
-        explaining = time.perf_counter()
-        entry, cached = explain_cached(data, name, spec, layer, settings.options)
-        explanation_seconds = time.perf_counter() - explaining
-        session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
-        return self._draw(
-            entry, session, everything=True, cached=cached, passes=forward_images() - passes_before, started=started,
-            explanation_seconds=explanation_seconds,
-        )
+        with explaining():  # other requests in flight share the cores (engine.network_threads)
+            began = time.perf_counter()
+            entry, cached = explain_cached(data, name, spec, layer, settings.options)
+            explanation_seconds = time.perf_counter() - began
+            session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
+            return self._draw(
+                entry, session, everything=True, cached=cached, passes=forward_images() - passes_before,
+                started=started, explanation_seconds=explanation_seconds,
+            )
 
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
         """/reweight: eq. 22 again with another β from the cached maps; no forward pass. Before

@@ -1,0 +1,106 @@
+"""Fair sharing on the real server process: a cancelled study stops between batches, a session's
+newer study replaces its older one, and (a small version of ``load_test.py --mixed``) a heavy
+study repeated by one client does not starve the explainers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from .conftest import ASSETS
+from .test_load import load_script
+
+pytestmark = pytest.mark.slow
+
+#: A study long enough to stop halfway: Score-CAM at the default layer (1 + 1280 masked passes).
+LONG_STUDY = {"methods": ["scorecam"]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, object]]:
+    load = load_script()
+    port = load.free_port()
+    process = load.start_server(port, env={
+        "CLUSTERCAM_APP_STUDY_BUDGET": "2000", "CLUSTERCAM_APP_STUDY_WAITING": "2",
+        "CLUSTERCAM_APP_CACHE_SIZE": "6", "GRADIO_HEARTBEAT_INTERVAL": "1",
+    })
+    url = f"http://127.0.0.1:{port}"
+    try:
+        load.wait_until_up(url, process)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def client(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False, httpx_kwargs={"timeout": 120})
+
+
+def lanes(url: str) -> dict:
+    return client(url).predict(api_name="/lanes")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``condition()`` held (raises after ``timeout``)."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"not within {timeout} s")
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def submit_study(c: Client, **study):
+    return c.submit(handle_file(str(ASSETS / "chelsea.jpg")), "efficientnet_lite0", api_name="/compare", **study)
+
+
+def test_a_cancelled_study_stops_between_batches(server):
+    url, _ = server
+    before = lanes(url)["stopped"]
+    job = submit_study(client(url), **LONG_STUDY)
+    wait_for(lambda: lanes(url)["running"] == 1, 60)
+    time.sleep(1.0)  # it is scoring masked images now
+    job.cancel()
+    seconds = wait_for(lambda: lanes(url)["running"] == 0, 30)
+    # 1281 masked passes take far longer than one batch of 64 (a few seconds at most here)
+    assert seconds < 15 and lanes(url)["stopped"] == before + 1
+
+
+def test_a_newer_study_from_the_same_session_replaces_the_older(server):
+    url, _ = server
+    c = client(url)
+    older = submit_study(c, **LONG_STUDY)
+    wait_for(lambda: lanes(url)["running"] == 1, 60)
+    newer = submit_study(c, methods=["gradcam"])
+    _, table = newer.result(timeout=120)
+    assert table["data"][0][0] == "Grad-CAM"
+    with pytest.raises(AppError, match="newer study from this session replaced"):
+        older.result(timeout=60)
+
+
+def test_a_study_over_the_budget_is_refused_with_a_message(server):
+    url, _ = server
+    with pytest.raises(AppError, match=r"network passes.*CLUSTERCAM_APP_STUDY_BUDGET.*Untick Score-CAM"):
+        submit_study(client(url), methods=["scorecam", "ablationcam"]).result(timeout=60)
+
+
+def test_explainers_are_not_starved_by_a_repeated_heavy_study(server):
+    url, process = server
+    load = load_script()
+    report = load.run_mixed(url, process.pid, heavy=1, explainers=3, calls=2, images=[], warm_requests=6, warm_study=False)
+    assert report.ok, report.lines()
+    assert report.finished + len(report.refused) >= 1, report.lines()
+    explain = report.explain
+    assert explain.successes == 6
+    # the study alone takes many seconds; an explanation waits for none of it
+    longest = max(explain.latencies)
+    assert longest < 10, report.lines()
+    if report.study_seconds:
+        assert statistics.median(explain.latencies) < statistics.median(report.study_seconds) / 2, report.lines()
+    assert explain.growth_mb < 150, report.lines()
