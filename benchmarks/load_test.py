@@ -256,6 +256,7 @@ class MixedReport:
     study: str
     study_cost: int
     finished: int = 0
+    cancelled: int = 0
     refused: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     study_seconds: list[float] = field(default_factory=list)
@@ -272,7 +273,7 @@ class MixedReport:
         return [
             f"study sent again and again: {self.study} (stated cost {self.study_cost:,} passes)",
             f"studies: {self.finished} finished (median {statistics.median(self.study_seconds) if self.study_seconds else float('nan'):.1f} s), "
-            f"{len(self.refused)} refused with a message, {len(self.failed)} failed otherwise",
+            f"{len(self.refused)} refused with a message, {self.cancelled} cancelled at the end, {len(self.failed)} failed otherwise",
             f"explanations: {e.successes}/{e.calls} succeeded; median {e.percentile(0.5):.2f} s, "
             f"p95 {e.percentile(0.95):.2f} s, max {max(e.latencies) if e.latencies else float('nan'):.2f} s",
             e.split_line(),
@@ -311,8 +312,21 @@ def most_expensive_study(budget: int, model: str = "efficientnet_lite0") -> tupl
     return best
 
 
+def wait_idle(url: str, timeout: float = 120) -> None:
+    """Until no study runs or waits on the server (``/lanes``)."""
+    from gradio_client import Client
+
+    watcher = Client(url, verbose=False, analytics_enabled=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = watcher.predict(api_name="/lanes")
+        if not status["running"] and not status["waiting"]:
+            return
+        time.sleep(0.5)
+
+
 def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, images: list[Path],
-              think: float = 0.0, warm_requests: int = 32, warm_study: bool = True,
+              think: float = 0.0, warm_requests: int = 32, warm_study: bool | float = True,
               baseline: bool = True) -> MixedReport:
     """``heavy`` clients repeat the most expensive accepted study while ``explainers`` clients
     explain ``calls`` different photographs each; see the module docstring."""
@@ -337,8 +351,12 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
 
     rss_start = rss_mb(pid)
     warm_server(url, warm_requests)
-    if warm_study:  # the study copy of the model and the study's allocations
-        send_study(Client(url, verbose=False, analytics_enabled=False, download_files=False), 99)
+    if warm_study:  # the study copy of the model and the study's allocations (cut short after warm_study s)
+        cut = threading.Event()
+        if warm_study is not True:
+            threading.Timer(float(warm_study), cut.set).start()
+        send_study(Client(url, verbose=False, analytics_enabled=False, download_files=False), 99, stop=cut)
+        wait_idle(url)
     explain = LoadReport(rss_start_mb=rss_start, rss_warm_mb=rss_mb(pid))
     report = MixedReport(explain, f"/compare {', '.join(methods)} at {layer}", cost)
     lock, done = threading.Lock(), threading.Event()
@@ -350,7 +368,9 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
             try:
                 send_study(client, index, stop=done)
                 if done.is_set():
-                    break  # cancelled: the explainers are through
+                    with lock:
+                        report.cancelled += 1  # the explainers are through: stopped like a closed page
+                    break
                 with lock:
                     report.finished += 1
                     report.study_seconds.append(time.perf_counter() - began)
@@ -394,11 +414,7 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
     done.set()
     for thread in heavies:
         thread.join()
-    # a cancelled study stops at its next batch: measure memory once none runs
-    watcher = Client(url, verbose=False, analytics_enabled=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and watcher.predict(api_name="/lanes")["running"]:
-        time.sleep(0.5)
+    wait_idle(url)  # a cancelled study stops at its next batch: measure memory once none runs
     explain.rss_end_mb = rss_mb(pid)
     return report
 

@@ -93,13 +93,13 @@ def _compare(
         accepted = set(cls.option_names())
         with lanes.study_lock(spec.name):
             explained = explain_image(
-                spec, picture, method=method, layer=layer, target=wanted,
+                spec, picture, method=method, layer=layer, target=wanted, batch_size=lanes.STUDY_BATCH,
                 **{key: value for key, value in options.items() if key in accepted},
             )
             result = explained.result
             y, o = explanation_scores(
                 spec.model, explained.inputs, result.heatmaps, result.targets,
-                probabilities=result.target_probabilities(),
+                probabilities=result.target_probabilities(), batch_size=lanes.STUDY_BATCH,
             )
         one = result[0]
         drop, increased = average_drop(y, o), increase_in_confidence(y, o) > 0
