@@ -86,7 +86,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help=f"comma-separated, or 'all' (registered: {', '.join(METHODS)}); Cluster-CAM presets as clustercam:NAME ({', '.join(PRESETS)})")
     parser.add_argument("--reference", default=None, help="the method the others are compared with (default: the first Cluster-CAM)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images of the part")
-    parser.add_argument("--out", default="bench-results", help="output folder (default bench-results)")
+    parser.add_argument("--out", default="bench-results",
+                        help="output folder (default bench-results); it also keeps every finished batch, so a run started "
+                             "again with the same folder and settings resumes")
     parser.add_argument("--batch-size", type=int, default=8, help="images explained together (default 8)")
     parser.add_argument("--forward-batch-size", type=int, default=64, help="images per forward pass in masked passes (default 64)")
     parser.add_argument("--target", choices=TARGETS, default="predicted", help="class to explain (default: predicted)")
@@ -137,13 +139,15 @@ def run_bench_command(args: argparse.Namespace) -> int:
             pairs=None if args.pairs < 0 else args.pairs, pair_seed=args.pair_seed, n_steps=args.steps,
             method_options=options, device=args.device, forward_batch_size=args.forward_batch_size,
             resamples=args.resamples, channels_last=args.channels_last, workers=args.workers, progress=not args.no_progress,
-            warmup=not args.no_warmup,
+            warmup=not args.no_warmup, out=args.out,
         )
     except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv, split
         if getattr(args, "traceback", False):
             raise
         print(f"clustercam: error: {error}", file=sys.stderr)
         return 2
+    if report.settings.get("rank", 0) != 0:
+        return 0  # under torchrun, rank 0 merged every rank's records and wrote the tables
     paths = report.write(args.out)
     print(paths["table1"].read_text(encoding="utf-8"))
     print(f"Wrote {', '.join(str(path) for path in paths.values())}")

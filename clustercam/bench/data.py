@@ -2,7 +2,9 @@
 
 **Folders.** A folder holds images and a ``labels.csv`` with the columns ``file,class_index``
 (more columns are ignored; ``class_index`` is the ILSVRC-2012 index, the sorted-synset order of
-torchvision and timm). Several folders can be read as one collection.
+torchvision and timm), or the ILSVRC-2012 validation layout: ``ILSVRC2012_val_*.JPEG`` files with
+``LOC_val_solution.csv`` or the devkit (``ILSVRC2012_devkit_t12``) in the folder or next to it
+(:func:`ilsvrc_rows`). Several folders can be read as one collection.
 
 **The split.** Every image belongs, once and for all, to the *tuning* or the *reporting* part:
 
@@ -113,7 +115,11 @@ def _folder_rows(folder: Path, classes: int | None) -> Iterable[Sample]:
         raise ValueError(f"No data folder at {folder}.")
     labels = folder / "labels.csv"
     if not labels.is_file():
-        raise ValueError(f"{folder} has no labels.csv (columns: file,class_index).")
+        if any(folder.glob(ILSVRC_PATTERN)):
+            return ilsvrc_rows(folder, classes)
+        raise ValueError(
+            f"{folder} has no labels.csv (columns: file,class_index) and no ILSVRC2012_val_*.JPEG files."
+        )
     rows = []
     with labels.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -197,3 +203,94 @@ def draw_pairs(labels: Sequence[int], count: int | None = None, *, seed: int = P
         free -= {first, partner}
         pairs.append((first, partner))
     return pairs
+
+
+# ---- the ILSVRC-2012 validation layout ----------------------------------------------------------
+
+ILSVRC_PATTERN = "ILSVRC2012_val_*.JPEG"
+LOC_SOLUTION = "LOC_val_solution.csv"
+DEVKIT = "ILSVRC2012_devkit_t12"
+
+
+def synset_indices() -> dict[str, int]:
+    """WordNet id → class index: the sorted-synset order of torchvision and timm (timm's table)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return {info.index_to_label_name(index): index for index in range(info.num_classes())}
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for place in (folder / name, folder.parent / name):
+        if place.exists():
+            return place
+    return None
+
+
+def ilsvrc_rows(folder: Path, classes: int | None = None) -> list[Sample]:
+    """Samples of a folder in the ILSVRC-2012 validation layout: ``ILSVRC2012_val_*.JPEG`` files
+    labelled by ``LOC_val_solution.csv`` (the first synset of each row) or by the devkit's
+    ``data/ILSVRC2012_validation_ground_truth.txt`` with ``data/meta.mat`` (devkit ids → synsets),
+    found in the folder or next to it. Every image needs a label; messages name the file and line."""
+    images = sorted(folder.glob(ILSVRC_PATTERN))
+    wnid_index = synset_indices()
+    solution, devkit = _find(folder, LOC_SOLUTION), _find(folder, DEVKIT)
+    if solution is not None:
+        labels, source = _loc_labels(solution, wnid_index), solution
+    elif devkit is not None:
+        labels, source = _devkit_labels(devkit, wnid_index), devkit / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    else:
+        raise ValueError(
+            f"{folder} holds ILSVRC2012_val_*.JPEG files but no labels: put {LOC_SOLUTION} or the devkit folder "
+            f"{DEVKIT} (with data/meta.mat and data/ILSVRC2012_validation_ground_truth.txt) in it or next to it, "
+            "or write a labels.csv (file,class_index)."
+        )
+    rows = []
+    for path in images:
+        if path.stem not in labels:
+            raise ValueError(f"{source} has no label for {path.name}.")
+        label, line = labels[path.stem]
+        if classes is not None and label >= classes:
+            raise ValueError(f"{source}, line {line}: class {label} is out of range for a model of {classes} classes.")
+        rows.append(Sample(path.name, path, label, line, split_of(path.name)))
+    return rows
+
+
+def _loc_labels(solution: Path, wnid_index: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """``{image id: (class index, line)}`` from ``LOC_val_solution.csv``."""
+    labels = {}
+    with solution.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{solution} needs the columns ImageId,PredictionString.")
+        for row in reader:
+            where = f"{solution}, line {reader.line_num}"
+            image, words = (row.get("ImageId") or "").strip(), (row.get("PredictionString") or "").split()
+            if not image or not words:
+                raise ValueError(f"{where}: an empty ImageId or PredictionString.")
+            if words[0] not in wnid_index:
+                raise ValueError(f"{where}: '{words[0]}' is not one of the 1000 ILSVRC-2012 synsets.")
+            labels[image] = (wnid_index[words[0]], reader.line_num)
+    return labels
+
+
+def _devkit_labels(devkit: Path, wnid_index: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """``{image id: (class index, line)}`` from the devkit's ground truth and ``meta.mat``."""
+    import scipy.io
+
+    meta, truth = devkit / "data" / "meta.mat", devkit / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    for needed in (meta, truth):
+        if not needed.is_file():
+            raise ValueError(f"The devkit at {devkit} lacks {needed.relative_to(devkit)}.")
+    synsets = scipy.io.loadmat(meta, squeeze_me=True)["synsets"]
+    id_wnid = {int(row["ILSVRC2012_ID"]): str(row["WNID"]) for row in synsets if int(row["num_children"]) == 0}
+    labels = {}
+    for line, text in enumerate(truth.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            devkit_id = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{truth}, line {line}: '{text.strip()}' is not a devkit class id.") from None
+        if devkit_id not in id_wnid or id_wnid[devkit_id] not in wnid_index:
+            raise ValueError(f"{truth}, line {line}: devkit class id {devkit_id} is not an ILSVRC-2012 class.")
+        labels[f"ILSVRC2012_val_{line:08d}"] = (wnid_index[id_wnid[devkit_id]], line)
+    return labels

@@ -32,6 +32,7 @@ from ..methods import get_method
 from ..methods.cluster import PRESETS
 from ..stats import DEFAULT_RESAMPLES, paired_bootstrap
 from ..zoo import DEFAULT_MODEL, ModelSpec, load_model
+from . import distributed
 from .data import (
     ALL,
     PAIR_SEED,
@@ -43,6 +44,8 @@ from .data import (
     load_square,
     read_labels,
 )
+from .distributed import Ranks
+from .records import RecordStore, fingerprint
 from .report import BenchmarkReport, machine_info
 
 TARGETS = ("predicted", "label")
@@ -178,6 +181,7 @@ def run_benchmark(
     progress: bool = True,
     warmup: bool = True,
     out: str | os.PathLike | None = None,
+    ranks: Ranks | None = None,
 ) -> BenchmarkReport:
     """Benchmark ``methods`` on the ``split`` part of ``data_dirs`` (see the module docstring).
 
@@ -200,8 +204,17 @@ def run_benchmark(
         workers: processes decoding and resizing the images (``torch.utils.data.DataLoader``)
             while the network runs; 0 decodes in this process. The same rows either way.
         warmup: explain the first image once with every method, untimed, before timing.
-        out: when given, the report is also written there.
+        out: when given, the report is written there, and so is every unit's record as it is done
+            (:mod:`~clustercam.bench.records`): started again with the same ``out`` and settings,
+            the run computes only what is missing and gives the same tables.
+        ranks: this process's rank (:mod:`~clustercam.bench.distributed`); by default joined from
+            torchrun's environment, or one rank of one. Every rank computes its shard; rank 0
+            merges and writes the tables (the others return a report with only the settings).
     """
+    if ranks is None:
+        arguments = {name: value for name, value in locals().items() if name != "ranks"}
+        with distributed.ranks(device) as joined:
+            return run_benchmark(**arguments, ranks=joined)
     check_split(split, allow_tuning)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got '{target}'.")
@@ -215,7 +228,7 @@ def run_benchmark(
     for name in methods:
         parse_method(name)
     read_labels(data_dirs, split=split, limit=limit)  # a bad labels.csv fails before the model is loaded
-    spec = model if isinstance(model, ModelSpec) else load_model(model, device)
+    spec = model if isinstance(model, ModelSpec) else load_model(model, ranks.device(device))
     if channels_last:
         spec.model.to(memory_format=torch.channels_last)
     samples = read_labels(data_dirs, split=split, limit=limit, classes=len(spec.categories))
@@ -245,42 +258,60 @@ def run_benchmark(
         "channels_last": channels_last,
         "workers": workers,
         "warmup": warmup,
+        "rank": ranks.rank,
         "machine": machine_info(spec.device),
     })
-    tallies = {name: MethodTally(name) for name in cams}
-    batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-    bar = tqdm(total=len(batches) * len(cams) + (len(cams) if chosen_pairs else 0), desc="bench", unit="step",
-               file=sys.stderr, disable=not progress)
-    targets_all: list[int] = []
+    store = RecordStore(out, fingerprint({
+        "files": [(str(sample.path), sample.label) for sample in samples], "split": split, "model": spec.name,
+        "layer": report.settings["layer"], "methods": list(cams), "options": report.settings["method_options"],
+        "batch_size": batch_size, "forward_batch_size": forward_batch_size, "target": target, "n_steps": n_steps,
+        "pairs": pairs, "pair_seed": pair_seed, "image_size": spec.input_size,
+    }))
+    units = [list(range(i, min(i + batch_size, len(samples)))) for i in range(0, len(samples), batch_size)]
+    todo = [(index, unit) for index, unit in ranks.mine(units) if store.load("images", index) is None]
+    bar = tqdm(total=len(todo) * len(cams), desc=f"bench rank {ranks.rank}" if ranks.world > 1 else "bench",
+               unit="step", file=sys.stderr, disable=not progress)
     try:
-        if warmup:
-            first = spec.to_tensor([load_square(samples[0].path, spec.input_size)])
+        if warmup and todo:
+            first = spec.to_tensor([load_square(samples[todo[0][1][0]].path, spec.input_size)])
             for cam in cams.values():
                 cam(first)
         loader = torch.utils.data.DataLoader(
-            SquareImages(samples, spec.input_size), batch_size=batch_size, shuffle=False, num_workers=workers,
+            SquareImages(samples, spec.input_size), batch_sampler=[unit for _, unit in todo], num_workers=workers,
             persistent_workers=False,
         )
         started = time.perf_counter()
-        for batch, pixels in zip(batches, loader, strict=True):
-            inputs = spec.from_pixels(pixels)
-            probabilities = _probabilities(spec, inputs, forward_batch_size)
-            predicted = probabilities.argmax(dim=1)
-            labels = torch.tensor([sample.label for sample in batch], device=predicted.device)
-            targets = predicted if target == "predicted" else labels
-            targets_all.extend(targets.tolist())
-            y = probabilities.gather(1, targets[:, None]).squeeze(1)
-            for name, cam in cams.items():
-                _score_batch(report, tallies[name], cam, spec, batch, inputs, targets, predicted, y, n_steps, forward_batch_size)
-                bar.update()
+        for (index, unit), pixels in zip(todo, loader, strict=True):
+            store.save("images", index, _image_record(spec, cams, [samples[i] for i in unit], spec.from_pixels(pixels),
+                                                     target, n_steps, forward_batch_size, bar))
+        ranks.barrier()
         seconds = time.perf_counter() - started
-        report.settings["images_per_second"] = round(len(samples) / seconds, 3) if seconds > 0 else None
-        usable = [(i, j) for i, j in chosen_pairs if targets_all[i] != targets_all[j]]
-        report.settings["pairs"] = len(usable)
-        report.settings["pairs_same_target"] = len(chosen_pairs) - len(usable)
-        _pair_shares(report, spec, cams, tallies, samples, targets_all, usable, batch_size, bar)
     finally:
         bar.close()
+    computed = sum(ranks.share(sum(len(unit) for _, unit in todo)))
+    report.settings.update(ranks=ranks.world, images_computed=computed,
+                           images_per_second=round(computed / seconds, 3) if computed and seconds > 0 else None)
+    # every rank needs every image's target to know which pairs are usable
+    records = {index: store.load("images", index) for index, _ in ranks.mine(units)}
+    targets_all = [0] * len(samples)
+    for shard in ranks.share({index: record["targets"] for index, record in records.items()}):
+        for index, targets in shard.items():
+            for position, value in zip(units[index], targets, strict=True):
+                targets_all[position] = value
+    usable = [(i, j) for i, j in chosen_pairs if targets_all[i] != targets_all[j]]
+    report.settings["pairs"] = len(usable)
+    report.settings["pairs_same_target"] = len(chosen_pairs) - len(usable)
+    pair_units = [usable[i : i + batch_size] for i in range(0, len(usable), batch_size)]
+    for index, chosen in ranks.mine(pair_units):
+        if store.load("pairs", index) is None:
+            store.save("pairs", index, _pair_record(spec, cams, samples, targets_all, chosen, batch_size))
+    pair_records = {index: store.load("pairs", index) for index, _ in ranks.mine(pair_units)}
+    gathered = ranks.gather((records, pair_records))
+    if not ranks.leader:
+        return report
+    merged_images = {index: record for shard, _ in gathered for index, record in shard.items()}
+    merged_pairs = {index: record for _, shard in gathered for index, record in shard.items()}
+    tallies = _tallies(report, cams, samples, units, merged_images, pair_units, merged_pairs)
     for name, tally in tallies.items():
         report.summaries[name] = tally.summary()
         curves = tally.mean_curves()
@@ -320,69 +351,118 @@ def _probabilities(spec: ModelSpec, inputs: torch.Tensor, batch_size: int) -> to
     ])
 
 
-def _score_batch(report: BenchmarkReport, tally: MethodTally, cam, spec: ModelSpec, batch, inputs: torch.Tensor,
-                 targets: torch.Tensor, predicted: torch.Tensor, y: torch.Tensor, n_steps: int, forward_batch_size: int) -> None:
+def _image_record(spec: ModelSpec, cams: Mapping, batch: Sequence, inputs: torch.Tensor, target: str, n_steps: int,
+                  forward_batch_size: int, bar) -> dict:
+    """One unit's record: the batch's targets and probabilities, then every method's figures."""
+    probabilities = _probabilities(spec, inputs, forward_batch_size)
+    predicted = probabilities.argmax(dim=1)
+    labels = torch.tensor([sample.label for sample in batch], device=predicted.device)
+    targets = predicted if target == "predicted" else labels
+    y = probabilities.gather(1, targets[:, None]).squeeze(1)
+    record = {"files": [sample.file for sample in batch], "targets": targets.tolist(), "predicted": predicted.tolist(),
+              "y": y.double().cpu().tolist(), "methods": {}}
+    for name, cam in cams.items():
+        record["methods"][name] = _score_batch(cam, spec, inputs, targets, y, n_steps, forward_batch_size)
+        bar.update()
+    return record
+
+
+def _score_batch(cam, spec: ModelSpec, inputs: torch.Tensor, targets: torch.Tensor, y: torch.Tensor, n_steps: int,
+                 forward_batch_size: int) -> dict:
+    """One method on one batch: its heatmaps' scores, curves, time and passes."""
     _synchronize(inputs.device)
     start = time.perf_counter()
     result = cam(inputs, targets)
     _synchronize(inputs.device)
     seconds = time.perf_counter() - start
-    n = len(batch)
     _, o = metrics.explanation_scores(spec.model, inputs, result.heatmaps, targets, batch_size=forward_batch_size, probabilities=y)
     curves = (
         metrics.deletion_insertion(spec.model, inputs, result.heatmaps, targets, n_steps=n_steps, batch_size=forward_batch_size)
         if n_steps else {}
     )
-    y_cpu, o_cpu = y.double().cpu(), o.double().cpu()
-    drops = metrics.average_drop_per_image(y_cpu, o_cpu)
-    signed = metrics.confidence_drop_per_image(y_cpu, o_cpu)
-    tally.y += y_cpu.tolist()
-    tally.o += o_cpu.tolist()
-    tally.seconds.append(seconds / n)
-    tally.forward_passes += result.forward_passes
-    tally.backward_passes += result.backward_passes
-    if curves:
-        tally.deletion_curves.append(curves["deletion"].probabilities.cpu())
-        tally.insertion_curves.append(curves["insertion"].probabilities.cpu())
-        tally.fractions = curves["deletion"].fractions.cpu().tolist()
-    for i, sample in enumerate(batch):
-        report.rows.append({
-            "file": sample.file,
-            "split": sample.split,
-            "label": sample.label,
-            "predicted": int(predicted[i]),
-            "target": int(targets[i]),
-            "method": tally.name,
-            "y": float(y_cpu[i]),
-            "o": float(o_cpu[i]),
-            "average_drop": float(drops[i]),
-            "confidence_drop": float(signed[i]),
-            "increase": int(o_cpu[i] > y_cpu[i]),
-            "deletion": float(curves["deletion"].auc[i]) if curves else None,
-            "insertion": float(curves["insertion"].auc[i]) if curves else None,
-            "seconds": seconds / n,
-            "forward_passes": result.forward_passes / n,
-            "backward_passes": result.backward_passes / n,
-        })
+    return {
+        "o": o.double().cpu().tolist(),
+        "deletion": curves["deletion"].probabilities.double().cpu().tolist() if curves else None,
+        "insertion": curves["insertion"].probabilities.double().cpu().tolist() if curves else None,
+        "deletion_auc": curves["deletion"].auc.double().cpu().tolist() if curves else None,
+        "insertion_auc": curves["insertion"].auc.double().cpu().tolist() if curves else None,
+        "fractions": curves["deletion"].fractions.double().cpu().tolist() if curves else None,
+        "seconds": seconds / inputs.shape[0],
+        "forward_passes": result.forward_passes,
+        "backward_passes": result.backward_passes,
+    }
 
 
-def _pair_shares(report: BenchmarkReport, spec: ModelSpec, cams: Mapping, tallies: Mapping[str, MethodTally], samples,
-                 targets: Sequence[int], chosen: Sequence[tuple[int, int]], batch_size: int, bar) -> None:
-    if not chosen:
-        return
+def _pair_record(spec: ModelSpec, cams: Mapping, samples, targets: Sequence[int], chosen: Sequence[tuple[int, int]],
+                 batch_size: int) -> dict:
+    """One unit of pairs: every method's share of its heatmap on each half."""
     lefts = [load_square(samples[i].path, spec.input_size) for i, _ in chosen]
     rights = [load_square(samples[j].path, spec.input_size) for _, j in chosen]
     inputs, splits = metrics.make_pairs(spec, lefts, rights)
     left_targets = torch.tensor([targets[i] for i, _ in chosen])
     right_targets = torch.tensor([targets[j] for _, j in chosen])
+    record: dict = {"pairs": [list(pair) for pair in chosen], "methods": {}}
     for name, cam in cams.items():
-        bar.set_postfix_str(f"pairs: {name}")
         shares = metrics.pair_share(
             lambda x, t, cam=cam: cam(x, t).heatmaps, inputs, left_targets, right_targets, splits, batch_size=batch_size
         )
-        tallies[name].left_shares = shares.left.tolist()
-        tallies[name].right_shares = shares.right.tolist()
-        for index, ((i, j), left, right) in enumerate(zip(chosen, shares.left.tolist(), shares.right.tolist(), strict=True)):
-            report.pair_rows.append({"pair": index, "left_file": samples[i].file, "right_file": samples[j].file, "method": name,
-                                     "left_share": left, "right_share": right, "share": (left + right) / 2})
-        bar.update()
+        record["methods"][name] = {"left": shares.left.tolist(), "right": shares.right.tolist()}
+    return record
+
+
+def _tallies(report: BenchmarkReport, cams: Mapping, samples, units: Sequence[Sequence[int]], images: Mapping[int, dict],
+             pair_units: Sequence, pairs: Mapping[int, dict]) -> dict[str, MethodTally]:
+    """Every unit's record, in unit order, into the tallies and the report's rows: the same
+    whatever the number of ranks, and whether the records were computed now or read back."""
+    tallies = {name: MethodTally(name) for name in cams}
+    for index, unit in enumerate(units):
+        record = images[index]
+        batch = [samples[i] for i in unit]
+        if record["files"] != [sample.file for sample in batch]:
+            raise RuntimeError(f"The record of unit {index} is for other images; remove {report.settings.get('out')} and run again.")
+        y = torch.tensor(record["y"], dtype=torch.float64)
+        for name in cams:
+            tally, scored = tallies[name], record["methods"][name]
+            o = torch.tensor(scored["o"], dtype=torch.float64)
+            drops, signed = metrics.average_drop_per_image(y, o), metrics.confidence_drop_per_image(y, o)
+            tally.y += y.tolist()
+            tally.o += o.tolist()
+            tally.seconds.append(scored["seconds"])
+            tally.forward_passes += scored["forward_passes"]
+            tally.backward_passes += scored["backward_passes"]
+            if scored["deletion"] is not None:
+                tally.deletion_curves.append(torch.tensor(scored["deletion"], dtype=torch.float64))
+                tally.insertion_curves.append(torch.tensor(scored["insertion"], dtype=torch.float64))
+                tally.fractions = scored["fractions"]
+            n = len(batch)
+            for i, sample in enumerate(batch):
+                report.rows.append({
+                    "file": sample.file,
+                    "split": sample.split,
+                    "label": sample.label,
+                    "predicted": int(record["predicted"][i]),
+                    "target": int(record["targets"][i]),
+                    "method": name,
+                    "y": float(y[i]),
+                    "o": float(o[i]),
+                    "average_drop": float(drops[i]),
+                    "confidence_drop": float(signed[i]),
+                    "increase": int(o[i] > y[i]),
+                    "deletion": scored["deletion_auc"][i] if scored["deletion"] is not None else None,
+                    "insertion": scored["insertion_auc"][i] if scored["deletion"] is not None else None,
+                    "seconds": scored["seconds"],
+                    "forward_passes": scored["forward_passes"] / n,
+                    "backward_passes": scored["backward_passes"] / n,
+                })
+    for name in cams:
+        number = 0
+        for index in range(len(pair_units)):
+            record = pairs[index]
+            shares = record["methods"][name]
+            tallies[name].left_shares += shares["left"]
+            tallies[name].right_shares += shares["right"]
+            for (i, j), left, right in zip(record["pairs"], shares["left"], shares["right"], strict=True):
+                report.pair_rows.append({"pair": number, "left_file": samples[i].file, "right_file": samples[j].file,
+                                         "method": name, "left_share": left, "right_share": right, "share": (left + right) / 2})
+                number += 1
+    return tallies
