@@ -12,6 +12,11 @@ are paired and :mod:`clustercam.stats` gives intervals of each method's differen
 
 Methods are named as in :data:`clustercam.METHODS`, optionally with a Cluster-CAM preset after a
 colon (``clustercam:faithful``, ``clustercam:paper``): each name is one row of the tables.
+
+The work is done in *units* (batches of images, then batches of pairs) whose records are written
+as they finish (:mod:`~clustercam.bench.records`, so a stopped run resumes) and shared out among
+torchrun's ranks (:mod:`~clustercam.bench.distributed`); the tallies and rows are always rebuilt
+from the records in unit order, so one process, N ranks and a resumed run give the same tables.
 """
 
 from __future__ import annotations
