@@ -44,8 +44,10 @@ COMPARE_NOTE = """Every method explains the same image, layer and class as the E
 its Q, β and clustering). Under each heatmap: its **average drop** $100\\cdot\\max(0, Y-O)/Y$
 (lower is better), where $Y$ is the class probability of the image and $O$ that of the image
 masked by the heatmap; the table adds the time, the forward and backward passes and whether the
-confidence **increased** ($O > Y$). Score-CAM needs one forward pass per
-channel (about a minute per image on a CPU): it is unticked by default there."""
+confidence **increased** ($O > Y$). Score-CAM and Ablation-CAM need one pass per feature map:
+a comparison states its cost in network passes first, and one over this server's budget is
+refused with the cheaper choice (so on a CPU they start unticked). **Stop** ends a running
+comparison; Explain never waits for one."""
 
 SWEEP_Q_NOTE = """**Number of clusters** (the paper's Fig. 6): Q = 2, 3, …, 8 with every other
 setting as in the Explain tab. Each run is cached, so coming back to one of these Q values is free."""

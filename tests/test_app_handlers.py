@@ -415,6 +415,16 @@ def test_method_metadata_lives_on_the_classes():
     assert compare_tab.method_choices()[0] == ("Cluster-CAM", "clustercam")
     assert "scorecam" not in compare_tab.default_methods(torch.device("cpu"))
     assert "scorecam" in compare_tab.default_methods(torch.device("cuda"))
+
+
+def test_the_default_comparison_fits_the_study_budget(spec):
+    from clustercamapp import lanes
+
+    chosen = compare_tab.default_methods(spec.device, spec)
+    assert "clustercam" in chosen and "gradcam" in chosen
+    assert "ablationcam" not in chosen  # 1 + 1280 rows at bn2: over a CPU's 400 passes
+    cost = lanes.compare_cost(spec, spec.default_layer, chosen, {})
+    assert cost.total <= lanes.GATE.request_budget
     assert {"q", "beta", "sigma", "similarity"} <= set(ClusterCAM.option_names())
 
 

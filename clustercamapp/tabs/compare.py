@@ -39,9 +39,19 @@ def method_choices() -> list[tuple[str, str]]:
     return [(cls.title, name) for name, cls in METHODS.items()]
 
 
-def default_methods(device: torch.device) -> list[str]:
-    """Every registered method, less the slow ones on a CPU."""
-    return [name for name, cls in METHODS.items() if device.type == "cuda" or not cls.slow_on_cpu]
+def default_methods(device: torch.device, spec: ModelSpec | None = None) -> list[str]:
+    """Every registered method, less the slow ones on a CPU and, given the model, less those
+    that would take the comparison at its default layer over the server's study budget (so the
+    page's default Compare is never refused)."""
+    chosen = [name for name, cls in METHODS.items() if device.type == "cuda" or not cls.slow_on_cpu]
+    if spec is None:
+        return chosen
+    fitting: list[str] = []
+    for name in chosen:
+        cost = lanes.compare_cost(spec, spec.default_layer, [*fitting, name], {}, budget=lanes.GATE.request_budget)
+        if cost.total <= lanes.GATE.request_budget:
+            fitting.append(name)
+    return fitting
 
 
 def check_methods(methods: Sequence[str] | None) -> list[str]:
@@ -124,7 +134,7 @@ class CompareTab:
         self.controls = controls
         gr.Markdown(text.COMPARE_NOTE, latex_delimiters=text.LATEX, elem_classes=["note"])
         self.methods = gr.CheckboxGroup(
-            choices=method_choices(), value=default_methods(controls.spec.device), label="Methods",
+            choices=method_choices(), value=default_methods(controls.spec.device, controls.spec), label="Methods",
             elem_id="compare-methods",
         )
         with gr.Row():
