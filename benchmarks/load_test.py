@@ -327,9 +327,10 @@ def wait_idle(url: str, timeout: float = 120) -> None:
 
 def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, images: list[Path],
               think: float = 0.0, warm_requests: int = 32, warm_study: bool | float = True,
-              baseline: bool = True) -> MixedReport:
+              baseline: bool = True, first: int = 0) -> MixedReport:
     """``heavy`` clients repeat the most expensive accepted study while ``explainers`` clients
-    explain ``calls`` different photographs each; see the module docstring."""
+    explain ``calls`` different photographs each (numbered from ``first``: another round can use
+    other photographs or seeds); see the module docstring."""
     from gradio_client import Client, handle_file
 
     status = Client(url, verbose=False, analytics_enabled=False).predict(api_name="/lanes")
@@ -384,7 +385,7 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
     def explainer(index: int, into: LoadReport, offset: int) -> None:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
         for call in range(calls):
-            number = offset + index * calls + call  # every call of both phases a different photograph
+            number = first + offset + index * calls + call  # every call of both phases a different photograph
             image = images[number % len(images)] if images else EXAMPLES[number % len(EXAMPLES)]
             began = time.perf_counter()
             try:
