@@ -43,7 +43,9 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def environment() -> dict[str, str]:
     # one thread per process, as torchrun gives each rank: the same arithmetic in both runs
-    return {**os.environ, "OMP_NUM_THREADS": "1", "CLUSTERCAM_COMPILE": "0", "PYTHONPATH": str(ROOT)}
+    # gloo on the loopback interface: a CI container's host name need not resolve
+    return {"GLOO_SOCKET_IFNAME": "lo", **os.environ, "OMP_NUM_THREADS": "1", "CLUSTERCAM_COMPILE": "0",
+            "PYTHONPATH": str(ROOT)}
 
 
 def bench_command(data: Path, out: Path, ranks: int = 1) -> list[str]:
