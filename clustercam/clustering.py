@@ -55,7 +55,7 @@ def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
         raise ValueError(f"The number of clusters Q must be between 2 and the number of points ({n}); got {q}.")
     if not torch.isfinite(points).all():
         raise ValueError("The points contain NaN or infinite values.")
-    distinct = torch.unique(points, dim=0).shape[0]
+    distinct = q if _distinct_at_least(points, q) else torch.unique(points, dim=0).shape[0]
     if distinct < q:
         raise ValueError(
             f"Only {distinct} of the {n} points are distinct, so they cannot form Q = {q} "
@@ -65,6 +65,14 @@ def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
     # Feature maps often come channels-last, making the N×D view a transposed one: matrix
     # products on it are ~10× slower than on a contiguous copy.
     return points.contiguous()
+
+
+def _distinct_at_least(points: torch.Tensor, q: int) -> bool:
+    """Whether there are surely ≥ ``q`` distinct rows, cheaply: rows whose projections on a fixed
+    direction differ are different rows, so ≥ ``q`` distinct projections suffice (a sort of N
+    numbers instead of N rows; False only means "count exactly")."""
+    direction = torch.linspace(1.0, 2.0, points.shape[1], dtype=torch.float64, device=points.device)
+    return torch.unique(points.to(torch.float64) @ direction).numel() >= q
 
 
 def _wide_dtype(device: torch.device) -> torch.dtype:
@@ -132,7 +140,9 @@ def _lloyd(points: torch.Tensor, starts: torch.Tensor, max_iter: int) -> list[KM
     stacked = points.repeat(restarts, 1)
 
     def assign(centroids: torch.Tensor) -> torch.Tensor:  # (R, Q, D) → (R, N) nearest centroid
-        cross = torch.matmul(points, centroids.transpose(1, 2))
+        # one N × (R·Q) product rather than R broadcast ones (which copy the points R times);
+        # the same labels on 900 clusterings of ILSVRC photographs (Lite0 bn2 / blocks.4, Q 3, 6, 8)
+        cross = (points @ centroids.reshape(restarts * q, dim).T).view(-1, restarts, q).transpose(0, 1)
         return (norms[None, :, None] + centroids.square().sum(2)[:, None, :] - 2 * cross).argmin(2)
 
     centroids = starts
