@@ -68,11 +68,14 @@ def _check_points(points: torch.Tensor, q: int) -> torch.Tensor:
 
 
 def _distinct_at_least(points: torch.Tensor, q: int) -> bool:
-    """Whether there are surely ≥ ``q`` distinct rows, cheaply: rows whose projections on a fixed
-    direction differ are different rows, so ≥ ``q`` distinct projections suffice (a sort of N
-    numbers instead of N rows; False only means "count exactly")."""
-    direction = torch.linspace(1.0, 2.0, points.shape[1], dtype=torch.float64, device=points.device)
-    return torch.unique(points.to(torch.float64) @ direction).numel() >= q
+    """Whether there are surely ≥ ``q`` distinct rows, cheaply: a hash of each row's bits, in exact
+    integer arithmetic (so equal rows always hash alike, whatever the memory layout; -0.0 is made
+    0.0 first), and rows with different hashes are different rows. ≥ ``q`` distinct hashes suffice
+    (a sort of N numbers instead of N rows); False only means "count exactly"."""
+    canonical = (points.to(torch.float32) + 0.0).contiguous()  # float32: merging rows only undercounts
+    bits = torch.remainder(canonical.view(torch.int32).to(torch.int64), 1_000_003)
+    weights = torch.remainder(torch.arange(1, points.shape[1] + 1, device=points.device) * 7_919, 1_000_033) + 1
+    return torch.unique((bits * weights).sum(1)).numel() >= q
 
 
 def _wide_dtype(device: torch.device) -> torch.dtype:

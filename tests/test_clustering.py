@@ -284,3 +284,16 @@ def test_kmeans_on_real_feature_maps_is_as_good_as_scikit_learn(spec, chelsea):
         ours = kmeans(points, q)
         theirs = KMeans(q, n_init=4, random_state=0).fit(points.double().numpy())
         assert ours.inertia <= theirs.inertia_ * 1.02, q
+
+
+def test_the_quick_distinct_check_never_counts_equal_rows_as_different():
+    from clustercam.clustering import _distinct_at_least
+
+    row = torch.rand(1, 77)
+    same = row.expand(9, -1).clone()  # equal rows at different memory offsets
+    assert not _distinct_at_least(same, 2)
+    signed = torch.zeros(4, 5)
+    signed[1:] = -0.0  # -0.0 equals 0.0
+    assert not _distinct_at_least(signed, 2)
+    assert _distinct_at_least(torch.arange(12.0).view(4, 3), 4)
+    assert not _distinct_at_least(torch.arange(12.0).view(4, 3), 5)
