@@ -232,7 +232,10 @@ class Network:
 
     def _checked(self, compiled: Callable, layer: str | None) -> Callable:
         """Run ``compiled`` on probe batches of 1 and 3 (compiling both shapes) and keep it only if
-        its logits (and feature maps) match the eager model's."""
+        its logits (and feature maps) match the eager model's. The eager reference is the private
+        copy (the same weights): a probe pass or hook on the served model would run beside, and
+        be captured by, the requests served meanwhile."""
+        reference = self._private
         device = next(self.model.parameters()).device
         generator = torch.Generator().manual_seed(0)
         for batch in (1, 3):
@@ -243,12 +246,12 @@ class Network:
                 got = compiled(self._layout(probe))
                 logits = got["logits"] if isinstance(got, dict) else got
                 if layer is None:
-                    expected = self.model(self._layout(probe))
+                    expected = reference(self._layout(probe))
                 else:
                     from .hooks import LayerCapture
 
-                    with LayerCapture(self.model, layer) as capture:
-                        expected = self.model(self._layout(probe))
+                    with LayerCapture(reference, layer) as capture:
+                        expected = reference(self._layout(probe))
                         maps = capture.activations
                     gap = float((got["layer"] - maps).abs().max())
                     if gap > TOLERANCE:
