@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import torch
 
-from clustercam.methods import METHODS, ClusterCAM
+from clustercam.methods import METHODS
 from clustercam.network import before_each_pass
 from clustercam.zoo import ModelSpec
 
@@ -164,23 +164,12 @@ def compare_cost(spec: ModelSpec, layer: str, methods: Sequence[str], options: d
     return StudyCost("This comparison", parts, advice)
 
 
-def sweep_cost(what: str, steps: Sequence[tuple[str, int]], advice: str) -> StudyCost:
-    """The cost of a sweep: Cluster-CAM's ``1 + Q`` passes for each step not already cached."""
-    return StudyCost(what, tuple((label, q + 1) for label, q in steps), advice)
-
-
-def cluster_passes(options: dict) -> int:
-    """Q of Cluster-CAM with these options (the preset's when not given)."""
-    return ClusterCAM.planned_passes(1, **options)[0] - 1
-
-
 class Ticket:
     """One admitted study: :meth:`check` raises once it was replaced or its client left."""
 
-    def __init__(self, session: str, cost: StudyCost, alive: Callable[[], bool]):
-        self.session, self.cost, self.alive = session, cost, alive
+    def __init__(self, alive: Callable[[], bool]):
+        self.alive = alive
         self.replaced = False
-        self.started = time.monotonic()
 
     def check(self, _batch: int = 0) -> None:
         if self.replaced:
@@ -241,7 +230,7 @@ class StudyGate:
         """Run a study: refuse it, or wait for a slot (stopping if replaced or abandoned
         meanwhile), then run the block with every network pass of this thread checked."""
         self._refuse_over_budget(session, cost)
-        ticket = Ticket(session, cost, alive)
+        ticket = Ticket(alive)
         with self._lock:
             previous = self._current.get(session)
             if previous is None and self._waiting >= self.waiting_limit and self._running >= self.slots:

@@ -33,37 +33,38 @@ SWEEP_K_VALUES: Sequence[int] = tuple(range(1, 9))
 
 
 def sweep_cost(
-    settings: Settings, variants: Sequence[tuple[str, str, Settings]], what: str, advice: str
+    data: bytes, model: str, variants: Sequence[tuple[str, str, Settings]], what: str, advice: str
 ) -> lanes.StudyCost:
-    """The sweep's cost: ``1 + Q`` passes for each variant not in the app's cache yet."""
-    data, _ = settings.image_bytes()
-    digest, name = image_digest(data), settings.spec().name
-    steps = [
-        (caption, lanes.cluster_passes(variant.options))
+    """The sweep's cost: Cluster-CAM's ``1 + Q`` passes (the same at any layer) for each variant
+    not in the app's cache yet."""
+    digest = image_digest(data)
+    return lanes.StudyCost(what, tuple(
+        (caption, lanes.method_passes("clustercam", 0, variant.options))
         for caption, layer, variant in variants
-        if RESULTS.get(cache_key(digest, name, layer, variant.options)) is None
-    ]
-    return lanes.sweep_cost(what, steps, advice)
+        if RESULTS.get(cache_key(digest, model, layer, variant.options)) is None
+    ), advice)
 
 
 def run_sweep(
     settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str,
-    quality: bool = False, cost: lanes.StudyCost | None = None,
+    quality: bool = False, *, what: str | None = None, advice: str = "Choose a smaller Q.",
 ) -> list[tuple[str, str]]:
     """Explain the image once per ``(caption, layer, settings)``, cached; overlays with captions.
 
-    Runs as a study of ``cost`` (default: :func:`sweep_cost`). A setting the library refuses (e.g.
-    Q above a layer's channels) is left out with a warning. With ``quality`` each caption also
-    gives the silhouette of that clustering, ★ on the highest.
+    Runs as a study of :func:`sweep_cost` (refused as ``what``, default "This {desc} sweep", with
+    ``advice``). A setting the library refuses (e.g. Q above a layer's channels) is left out with a
+    warning. With ``quality`` each caption also gives the silhouette of that clustering, ★ on the
+    highest.
     """
-    cost = cost or sweep_cost(settings, variants, f"This {desc} sweep", "Choose a smaller Q.")
-    return lanes.run_study(cost, lambda: _sweep(settings, variants, progress, desc, quality))
+    data, name = settings.image_bytes()
+    cost = sweep_cost(data, settings.spec().name, variants, what or f"This {desc} sweep", advice)
+    return lanes.run_study(cost, lambda: _sweep(settings, data, name, variants, progress, desc, quality))
 
 
 def _sweep(
-    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str, quality: bool
+    settings: Settings, data: bytes, name: str, variants: Sequence[tuple[str, str, Settings]], progress: Any,
+    desc: str, quality: bool,
 ) -> list[tuple[str, str]]:
-    data, name = settings.image_bytes()
     shared = settings.spec()
     spec = lanes.study_model(shared.name)
     lock = lanes.study_lock(shared.name)
@@ -153,8 +154,8 @@ def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None
     """
     chosen = sweep_layer_selection(settings.spec(), whole(max_layers, "The number of layers", 1))
     variants = [(info.label, info.name, settings) for info in chosen]
-    cost = sweep_cost(settings, variants, "This layer sweep", "Choose fewer layers or a smaller Q.")
-    return run_sweep(settings, variants, progress, "Layers", cost=cost)
+    return run_sweep(settings, variants, progress, "Layers", what="This layer sweep",
+                     advice="Choose fewer layers or a smaller Q.")
 
 
 def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
