@@ -69,14 +69,6 @@ class Ranks:
         dist.all_gather_object(gathered, value)
         return gathered
 
-    def broadcast(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank."""
-        if self.backend is None:
-            return value
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def device(self, requested: str | torch.device | None) -> str | torch.device | None:
         """The device this rank runs on: its own GPU under ``nccl``, else ``requested``."""
         if self.backend == "nccl":

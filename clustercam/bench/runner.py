@@ -273,7 +273,14 @@ def run_benchmark(
         "pairs": pairs, "pair_seed": pair_seed, "image_size": spec.input_size,
     }))
     units = [list(range(i, min(i + batch_size, len(samples)))) for i in range(0, len(samples), batch_size)]
-    todo = [(index, unit) for index, unit in ranks.mine(units) if store.load("images", index) is None]
+    records: dict[int, dict] = {}  # this rank's units: read back from an earlier run, or computed now
+    todo = []
+    for index, unit in ranks.mine(units):
+        found = store.load("images", index)
+        if found is None:
+            todo.append((index, unit))
+        else:
+            records[index] = found
     bar = tqdm(total=len(todo) * len(cams), desc=f"bench rank {ranks.rank}" if ranks.world > 1 else "bench",
                unit="step", file=sys.stderr, disable=not progress)
     try:
@@ -287,8 +294,9 @@ def run_benchmark(
         )
         started = time.perf_counter()
         for (index, unit), pixels in zip(todo, loader, strict=True):
-            store.save("images", index, _image_record(spec, cams, [samples[i] for i in unit], spec.from_pixels(pixels),
-                                                     target, n_steps, forward_batch_size, bar))
+            records[index] = _image_record(spec, cams, [samples[i] for i in unit], spec.from_pixels(pixels),
+                                           target, n_steps, forward_batch_size, bar)
+            store.save("images", index, records[index])
         ranks.barrier()
         seconds = time.perf_counter() - started
     finally:
@@ -297,7 +305,6 @@ def run_benchmark(
     report.settings.update(ranks=ranks.world, images_computed=computed,
                            images_per_second=round(computed / seconds, 3) if computed and seconds > 0 else None)
     # every rank needs every image's target to know which pairs are usable
-    records = {index: store.load("images", index) for index, _ in ranks.mine(units)}
     targets_all = [0] * len(samples)
     for shard in ranks.share({index: record["targets"] for index, record in records.items()}):
         for index, targets in shard.items():
@@ -307,10 +314,12 @@ def run_benchmark(
     report.settings["pairs"] = len(usable)
     report.settings["pairs_same_target"] = len(chosen_pairs) - len(usable)
     pair_units = [usable[i : i + batch_size] for i in range(0, len(usable), batch_size)]
+    pair_records: dict[int, dict] = {}
     for index, chosen in ranks.mine(pair_units):
-        if store.load("pairs", index) is None:
-            store.save("pairs", index, _pair_record(spec, cams, samples, targets_all, chosen, batch_size))
-    pair_records = {index: store.load("pairs", index) for index, _ in ranks.mine(pair_units)}
+        pair_records[index] = store.load("pairs", index)
+        if pair_records[index] is None:
+            pair_records[index] = _pair_record(spec, cams, samples, targets_all, chosen, batch_size)
+            store.save("pairs", index, pair_records[index])
     gathered = ranks.gather((records, pair_records))
     if not ranks.leader:
         return report
@@ -424,7 +433,7 @@ def _tallies(report: BenchmarkReport, cams: Mapping, samples, units: Sequence[Se
         record = images[index]
         batch = [samples[i] for i in unit]
         if record["files"] != [sample.file for sample in batch]:
-            raise RuntimeError(f"The record of unit {index} is for other images; remove {report.settings.get('out')} and run again.")
+            raise RuntimeError(f"The record of unit {index} is for other images; remove the output folder's records/ and run again.")
         y = torch.tensor(record["y"], dtype=torch.float64)
         for name in cams:
             tally, scored = tallies[name], record["methods"][name]
