@@ -32,6 +32,7 @@ grew by ``--max-growth-mb`` or more after warm-up. Only loopback addresses are u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -157,6 +158,28 @@ def record(report: LoadReport, began: float, request: dict | None, error: str) -
         })
 
 
+def timed_explain(client, image: str | Path, seed: int, report: LoadReport, lock: threading.Lock | None = None) -> None:
+    """One /explain, its latency and server split (or its error) recorded in ``report``."""
+    began = time.perf_counter()
+    try:
+        request, error = explain_call(client, image, seed), ""
+    except Exception as exc:  # a failed call is a finding, reported below
+        request, error = None, f"{type(exc).__name__}: {exc}"
+    with lock or contextlib.nullcontext():
+        record(report, began, request, error)
+
+
+def run_threads(target, count: int) -> float:
+    """``target(0) … target(count - 1)`` in threads at once; seconds until the last finished."""
+    began = time.perf_counter()
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
 def photographs(folder: str | None) -> list[Path]:
     """The photographs of ``folder`` (sorted), or none."""
     if not folder:
@@ -175,11 +198,7 @@ def run_sequential(url: str, images: list[Path], count: int) -> LoadReport:
     report = LoadReport()
     chosen = images[-count:] if len(images) >= count else [EXAMPLES[i % len(EXAMPLES)] for i in range(count)]
     for index, image in enumerate(chosen):
-        began = time.perf_counter()
-        try:
-            record(report, began, explain_call(client, image, seed=20_000 + index), "")
-        except Exception as exc:  # a failed call is a finding, reported below
-            record(report, began, None, f"{type(exc).__name__}: {exc}")
+        timed_explain(client, image, 20_000 + index, report)
     return report
 
 
@@ -224,24 +243,12 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
                 image, seed = images[(index * calls + call) % len(images)], 0
             else:  # a third of the clients send the same example at once; the others new requests
                 image, seed = ("cat_and_coffee.jpg", 0) if index % 3 == 0 else (EXAMPLES[(index + call) % len(EXAMPLES)], 100 + index * calls + call)
-            began = time.perf_counter()
-            try:
-                request, error = explain_call(client, image, seed), ""
-            except Exception as exc:  # a failed call is a finding, reported below
-                request, error = None, f"{type(exc).__name__}: {exc}"
-            with lock:
-                record(report, began, request, error)
+            timed_explain(client, image, seed, report, lock)
 
     stop = threading.Event()
     poller = threading.Thread(target=poll_queue, args=(url, report, stop), daemon=True)
     poller.start()
-    began = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    report.seconds = time.perf_counter() - began
+    report.seconds = run_threads(worker, clients)
     stop.set()
     poller.join()
     report.rss_end_mb = rss_mb(pid)
@@ -387,23 +394,11 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
         for call in range(calls):
             number = first + offset + index * calls + call  # every call of both phases a different photograph
             image = images[number % len(images)] if images else EXAMPLES[number % len(EXAMPLES)]
-            began = time.perf_counter()
-            try:
-                request, error = explain_call(client, image, seed=0 if images else 30_000 + number), ""
-            except Exception as exc:
-                request, error = None, f"{type(exc).__name__}: {exc}"
-            with lock:
-                record(into, began, request, error)
+            timed_explain(client, image, 0 if images else 30_000 + number, into, lock)
             time.sleep(think)
 
     def explain_phase(into: LoadReport, offset: int) -> None:
-        began = time.perf_counter()
-        workers = [threading.Thread(target=explainer, args=(i, into, offset)) for i in range(explainers)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
-        into.seconds = time.perf_counter() - began
+        into.seconds = run_threads(lambda index: explainer(index, into, offset), explainers)
 
     if baseline:  # the same explainers with no study running, for the side-by-side ratio
         explain_phase(report.alone, explainers * calls)

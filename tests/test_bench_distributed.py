@@ -21,11 +21,11 @@ from clustercam.bench.distributed import Ranks
 from clustercam.bench.records import RecordStore
 
 from .conftest import ASSETS, ROOT
+from .test_bench import ASSET_LABELS
 
 pytestmark = pytest.mark.slow
 
-LABELS = {"chelsea.jpg": 285, "coffee.jpg": 967, "grace_hopper.jpg": 652, "rocket.jpg": 812,
-          "astronaut.jpg": 834, "cat_and_coffee.jpg": 968}
+LABELS = {**ASSET_LABELS, "astronaut.jpg": 834, "cat_and_coffee.jpg": 968}
 #: 6 photos in batches of 2 (3 units: ranks 0 and 1 of 2 take units 0, 2 and 1), 2 pairs.
 ARGUMENTS = ["--split", "all", "--allow-tuning", "--methods", "clustercam,gradcam", "--batch-size", "2",
              "--steps", "4", "--pairs", "2", "--resamples", "200", "--workers", "0", "--no-progress"]
