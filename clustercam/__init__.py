@@ -15,12 +15,15 @@ from .methods import (
     DEFAULT_PRESET,
     DEFAULT_Q,
     METHODS,
+    PRESET_NOTES,
     PRESETS,
     BaseCAM,
+    BetaTradeoff,
     CAMResult,
     ClusterCAM,
     ClusterCAMResult,
     get_method,
+    preset_options,
 )
 from .zoo import ModelSpec, WeightsUnavailableError, available_models, load_model
 
@@ -32,7 +35,9 @@ __all__ = [
     "DEFAULT_Q",
     "METHODS",
     "PRESETS",
+    "PRESET_NOTES",
     "BaseCAM",
+    "BetaTradeoff",
     "CAMResult",
     "ClusterCAM",
     "ClusterCAMResult",
@@ -46,5 +51,6 @@ __all__ = [
     "kmeans",
     "load_image",
     "load_model",
+    "preset_options",
     "spectral_clustering",
 ]

@@ -23,6 +23,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from .clustering import SIMILARITIES
     from .methods import DEFAULT_PRESET, METHODS, PRESETS
     from .methods.cognition import COMBINATIONS, NORMALIZATIONS, OUTPUTS
+    from .methods.presets import ALIASES
     from .zoo import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="clustercam", description="Cluster-CAM explanations of CNN image classifiers.")
@@ -34,7 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL}; see 'clustercam models')")
     explain.add_argument("--layer", default=None, help="target layer (default: the model's; see 'clustercam layers')")
     explain.add_argument("--method", default="clustercam", choices=sorted(METHODS), help="explanation method")
-    explain.add_argument("--preset", choices=sorted(PRESETS), default=None,
+    explain.add_argument("--preset", choices=sorted([*PRESETS, *ALIASES]), default=None,
                          help=f"Cluster-CAM configuration (default {DEFAULT_PRESET}; trade-offs in docs/benchmarks.md); the options below override it")
     explain.add_argument("--q", type=int, default=None, help="number of clusters Q (default: the preset's)")
     explain.add_argument("--beta", type=float, default=None, help="balance β in [0, 1] (default: the preset's)")
@@ -45,7 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--eigenvectors", type=int, default=None, help="spectral: number of eigenvectors K (default Q−1)")
     explain.add_argument("--sigma", type=float, default=None, help="spectral: σ of eq. 11")
     explain.add_argument("--theta", type=float, default=None, help="spectral: threshold θ of eq. 11")
-    explain.add_argument("--similarity", choices=SIMILARITIES, default=None, help="spectral: similarity of eq. 10 (default euclidean, eq. 17)")
+    explain.add_argument("--similarity", choices=SIMILARITIES, default=None, help="spectral: similarity of eq. 10 (default: the preset's, the one that separated objects best on the tuning part; euclidean is eq. 17)")
     explain.add_argument("--normalize-rows", action="store_true", default=None, help="spectral: unit-length rows of the embedding before K-means")
     explain.add_argument("--no-quality", action="store_true", help="skip the cluster-quality scores for Q = 2…8 in the summary")
     explain.add_argument("--seed", type=int, default=0, help="clustering seed")
@@ -155,7 +156,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def _method_options(args: argparse.Namespace) -> dict:
-    from .methods.cluster import preset_options
+    from .methods.presets import preset_options
 
     if args.method != "clustercam":
         return {}

@@ -127,11 +127,10 @@ def summary(explained: ImageExplanation) -> dict[str, Any]:
     if isinstance(result, ClusterCAMResult):
         data.update(
             preset=getattr(explained.method, "preset", None),
+            clustering=getattr(explained.method, "clustering", None),
+            clustering_options=dict(getattr(explained.method, "clustering_options", {})),
             q=len(one.cluster_sizes),
-            beta=one.beta,
-            normalization=result.normalization,
-            output=result.output,
-            combination=result.combination,
+            **result.cognition.as_dict(),
             scores=[round(s, 6) for s in one.scores.tolist()],
             cluster_sizes=one.cluster_sizes,
             base_index=one.base_index,

@@ -102,7 +102,15 @@ def frame(image: Image.Image, color: tuple[int, int, int], width: int = 5, *, da
     return Image.fromarray(pixels)
 
 
+@functools.lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """DejaVu Sans, which matplotlib ships (Greek letters and maths signs: β, ×, −), else Pillow's own."""
+    from matplotlib import font_manager
+
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), size)
+    except (OSError, ValueError):
+        pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType
@@ -218,4 +226,57 @@ def scores_plot(explanation, *, class_name: str = "target", width: int = 640, he
         if role:
             draw.text(((x0 + x1) / 2, bottom + 6 + line), role, fill="black", font=small, anchor="ma")
     draw.text(((left + right) / 2, int(height) - 4), "cluster q", fill="black", font=font, anchor="md")
+    return chart
+
+
+def tradeoff_plot(
+    betas: Sequence[float], kept: Sequence[float], full: float, beta: float, kept_at_beta: float, *,
+    class_name: str = "target", width: int = 360, height: int = 220,
+) -> Image.Image:
+    """What β costs and buys (:meth:`~clustercam.ClusterCAM.beta_tradeoff`), drawn with Pillow.
+
+    The line is the explained class's probability on ``X ∘ H(β)`` across β; the dashed line its
+    probability on the whole image ``X``; the dot and vertical line mark the current β with its
+    value. High is faithful (the map keeps what the network needs); lower β cuts the scissors
+    away: a sharper, more class-specific map, usually at some cost in kept probability.
+    """
+    points = sorted({round(float(b), 6): float(k) for b, k in zip(betas, kept, strict=True)}.items())
+    chart = Image.new("RGB", (int(width), int(height)), "white")
+    draw = ImageDraw.Draw(chart)
+    font, small = _font(14), _font(12)
+    line = font.getbbox("Ag")[3]
+    left, right, top, bottom = 44, int(width) - 14, 12 + 2 * line, int(height) - (2 * line + 12)
+    draw.text((6, 4), f"p({class_name} | image × heatmap)", fill="black", font=font)
+    highest = max([full, kept_at_beta, *(k for _, k in points), 1e-6]) * 1.12
+    highest = min(1.0, highest) if highest <= 1.0 else highest
+
+    def xy(b: float, p: float) -> tuple[float, float]:
+        return left + (right - left) * b, bottom - (bottom - top) * p / highest
+
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black", width=1)
+    for value in (0.0, 0.5, 1.0):
+        x, _ = xy(value, 0)
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x, bottom + 5), f"{value:g}", fill="black", font=small, anchor="ma")
+    for fraction in (0.0, 0.5, 1.0):
+        p = highest / 1.12 * fraction if fraction else 0.0
+        _, y = xy(0, p)
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.text((left - 6, y), f"{p:.2f}", fill="black", font=small, anchor="rm")
+    draw.text(((left + right) / 2, int(height) - 4), "β (1 = base alone)", fill="black", font=small, anchor="md")
+    _, y_full = xy(0, full)
+    for x in range(left, right, 8):  # dashed: the whole image
+        draw.line([(x, y_full), (min(x + 4, right), y_full)], fill=(90, 90, 90), width=1)
+    draw.text((right, y_full - 2), "whole image", fill=(60, 60, 60), font=small, anchor="rd")
+    if len(points) > 1:
+        draw.line([xy(b, k) for b, k in points], fill=BASE_COLOR, width=2)
+    for b, k in points:
+        x, y = xy(b, k)
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=BASE_COLOR)
+    x, y = xy(beta, kept_at_beta)
+    draw.line([(x, top), (x, bottom)], fill=SCISSORS_COLOR, width=1)
+    draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=SCISSORS_COLOR, outline="black")
+    label = f"β {beta:.2f}: {kept_at_beta:.2f}"
+    anchor = "ld" if x < (left + right) / 2 else "rd"
+    draw.text((x + (7 if anchor == "ld" else -7), max(top + line, y - 6)), label, fill="black", font=font, anchor=anchor)
     return chart

@@ -22,7 +22,7 @@ import gradio as gr
 
 from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
-from clustercam.methods.cluster import preset_options
+from clustercam.methods.presets import SPECTRAL_OPTIONS, preset_options
 from clustercam.zoo import ModelSpec, WeightsUnavailableError
 
 from . import drawing
@@ -129,6 +129,8 @@ def build_controls(spec: ModelSpec) -> Controls:
             clustering = gr.Radio(
                 [("K-means", "kmeans"), ("Spectral", "spectral")], value=preset.get("clustering", "kmeans"),
                 label="Clustering", elem_id="clustering",
+                info=f"Spectral compares maps by {SPECTRAL_OPTIONS['similarity']} (what separated objects best when the "
+                "presets were chosen); eq. 17's Euclidean similarity is under Spectral options",
             )
             with gr.Accordion("Spectral options and seed", open=False, elem_id="options"):
                 n_eigenvectors = gr.Slider(0, 32, value=0, step=1, label="K: eigenvectors (0 = Q − 1)", elem_id="eigenvectors")
@@ -144,8 +146,9 @@ def build_controls(spec: ModelSpec) -> Controls:
                 )
                 seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
     beta = gr.Slider(
-        0, 1, value=DEFAULT_BETA, step=0.01, label="β: base against scissors",
-        info="1 = base only; lower β lets the scissors cut more (eq. 22)", elem_id="beta", render=False,
+        0, 1, value=DEFAULT_BETA, step=0.025, label="β: base against scissors",
+        info="1 = base alone, the faithful end; lower β lets the scissors cut more: sharper, more class-specific",
+        elem_id="beta", render=False,
     )
     top5 = gr.Radio(choices=[], label="Class to explain: the top-5 predictions", elem_id="top5", render=False)
     target = gr.Dropdown(

@@ -17,13 +17,10 @@ from PIL import Image
 
 from clustercam import render
 from clustercam.methods import PRESETS, ClusterCAMResult, ClusterExplanation
-from clustercam.methods.cluster import PRESET_NOTES
+from clustercam.methods.cluster import INERT_BETA
+from clustercam.methods.presets import PRESET_NOTES
 from clustercam.pipeline import summary as library_summary
 from clustercam.zoo import ModelSpec
-
-#: A β whose heatmap differs from β = 1's by less than this on average (the heatmap's scale is
-#: [0, 1]) is said to "change little".
-SMALL_CHANGE = 0.03
 
 
 def view_result(result: ClusterCAMResult, target: int | None, beta: float) -> ClusterCAMResult:
@@ -139,28 +136,53 @@ def beta_note(result: ClusterCAMResult) -> str:
     """A sentence under the β slider when β's effect needs explaining, else ``""``.
 
     β = 0 keeps only "minus the scissors", which the output scaling clips to nothing: the map is
-    blank. When the heatmap barely differs from β = 1's on average (the scissors region hardly
-    overlaps the base), say so, so that a still picture is not mistaken for a broken slider.
+    blank. Under a combination where β barely acts on this explanation (the heatmap at β = 0.5
+    within :data:`~clustercam.methods.cluster.INERT_BETA` of β = 1's, e.g. the gated variant),
+    say so and name the formula, so that a still picture is not mistaken for a broken slider.
     """
     one = result[0]
-    heatmap = one.heatmap
-    if float(heatmap.max()) <= 0:
+    if float(one.heatmap.max()) <= 0:
         if one.beta == 0:
             return (
                 "**β = 0:** the heatmap is minus the scissors alone; negative values are cut away, so "
                 "nothing is left. Raise β to bring the base back."
             )
         return "**The heatmap is empty** for these settings: the scissors cancel the base everywhere."
-    if one.beta >= 1:
-        return ""
-    base_only = result.reweight(1.0)[0].heatmap
-    change = float((heatmap - base_only).abs().mean())
-    if change < SMALL_CHANGE:
+    effect = float(result.beta_effect()[0])
+    if effect < INERT_BETA:
         return (
-            f"**β changes little here** ({100 * change:.1f} % against β = 1 on average): the scissors "
-            "are weak where the base is strong. See the two maps below."
+            f"**β barely acts here** ({100 * effect:.1f} % change between β = 0.5 and 1): this preset "
+            f"computes {result.cognition.formula}, where the scissors only trim the base. Choose the "
+            "`eq22` preset to see β at work."
         )
     return ""
+
+
+def heatmap_label(result: ClusterCAMResult) -> str:
+    """The heading of the heatmap: the formula the explanation computed (eq. 22 or a variant)."""
+    return f"Heatmap: {result.cognition.formula}"
+
+
+def tradeoff_markdown(class_name: str, beta: float, kept: dict[float, float], full: float) -> str:
+    """The number beside the heatmap: what the network keeps of ``class_name`` on the image masked
+    by the heatmap at this β and at β = 1, and which end of the trade-off β is at."""
+    here, top = kept[round(beta, 4)], kept[1.0]
+    if beta >= 0.95:
+        end = "the faithful end: the map keeps what the network needs; lower β for a sharper, more class-specific map"
+    elif here >= top - 0.02:
+        end = "closer to what the network needs, and sharper than β = 1"
+    else:
+        end = "sharper, more class-specific: the scissors cut away regions that also speak for the class"
+    return (
+        f"**Confidence kept at β = {beta:.2f}: {here:.2f}** (β = 1: {top:.2f}; whole image: {full:.2f})  \n"
+        f"<small>p({class_name}) on the image masked by the heatmap. β = {beta:.2f} is {end}.</small>"
+    )
+
+
+def tradeoff_chart(class_name: str, beta: float, kept: dict[float, float], full: float) -> Image.Image:
+    """The curve over β (:func:`clustercam.render.tradeoff_plot`) with the current β marked."""
+    grid = sorted(kept)
+    return render.tradeoff_plot(grid, [kept[b] for b in grid], full, beta, kept[round(beta, 4)], class_name=class_name)
 
 
 def summary_data(
@@ -191,8 +213,10 @@ def summary_markdown(data: dict[str, Any]) -> str:
         f"**Explained class:** {target['name']} (p = {target['probability']:.3f})  \n"
         f"**Base:** cluster {base['cluster']} ({base['maps']} maps, p = {base['score']:.3f}) · "
         f"**Scissors:** cluster {scissors['cluster']} ({scissors['maps']} maps, p = {scissors['score']:.4f})  \n"
-        f"β = {data['beta']:.2f} · Q = {data['q']} · layer `{data['layer']}` of {data['model']}  \n"
+        f"**Heatmap:** {data['formula']}, β = {data['beta']:.2f} · Q = {data['q']} · preset `{data['preset']}` · "
+        f"layer `{data['layer']}` of {data['model']}  \n"
         f"<small>Cost: {data['forward_passes']} forward passes (1 + Q), {data['backward_passes']} backward, "
         f"{data['seconds']:.2f} s on {data['device']}. This request: {request['forward_passes']} forward passes, "
-        f"{1000 * request['server_seconds']:.0f} ms ({now}). Base and scissors: eqs. 20–21; heatmap: eq. 22.</small>"
+        f"{1000 * request['server_seconds']:.0f} ms ({now}). Base and scissors: eqs. 20–21; heatmap: "
+        f"{data['formula']}.</small>"
     )

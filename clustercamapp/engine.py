@@ -77,6 +77,11 @@ HEATMAP_SIDE = 320
 #: Longer side of the cluster and masked-image tiles.
 TILE_SIDE = 320
 
+#: Kept-confidence values (class × β) memoised per explanation before the memo starts afresh.
+MAX_KEPT = 512
+#: β values whose kept confidence is measured with every explanation (the curve beside β).
+TRADEOFF_BETAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+
 #: torch threads for network work (None: torch's default); ``CLUSTERCAM_APP_TORCH_THREADS``.
 NETWORK_THREADS = int(os.environ["CLUSTERCAM_APP_TORCH_THREADS"]) if os.environ.get("CLUSTERCAM_APP_TORCH_THREADS") else None
 
@@ -216,10 +221,31 @@ class CachedExplanation:
     original_size: tuple[int, int]
     name: str
     compute_seconds: float
+    kept: dict[tuple[int, float], float] = dataclasses.field(default_factory=dict)
 
     @property
     def spec(self) -> ModelSpec:
         return self.explained.spec
+
+    def kept_confidence(self, target: int, betas: tuple[float, ...] | list[float]) -> dict[float, float]:
+        """``{β: p(target | X ∘ H(β))}``: the network's probability of ``target`` on the input
+        masked by the heatmap at each β (:meth:`~clustercam.ClusterCAM.beta_tradeoff`), memoised
+        here; the β values not known yet cost one batched pass together. Needs no model lock:
+        the pass registers no hook (a capture in another thread ignores it)."""
+        wanted = [round(float(b), 4) for b in betas]
+        known = {b: self.kept.get((target, b)) for b in wanted}
+        missing = [b for b, value in known.items() if value is None]
+        if missing:
+            result = self.explained.result
+            if int(result.targets[0]) != target:
+                result = result.retarget(target)
+            tradeoff = self.explained.method.beta_tradeoff(self.explained.inputs, result, missing)
+            measured = dict(zip(missing, tradeoff.kept[0].tolist(), strict=True))
+            known.update(measured)
+            if len(self.kept) > MAX_KEPT:
+                self.kept.clear()
+            self.kept.update({(target, b): value for b, value in measured.items()})
+        return {b: float(known[b]) for b in wanted}
 
 
 class ResultCache:
@@ -282,32 +308,38 @@ def _shrunk(image: Image.Image, side: int) -> Image.Image:
 
 def explain_cached(
     data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any],
-    *, lock: threading.Lock | None = None, threads: int | str | None = "auto",
+    *, lock: threading.Lock | None = None, threads: int | str | None = "auto", tradeoff: bool = False,
 ) -> tuple[CachedExplanation, bool]:
     """The Cluster-CAM explanation of an image (raw file bytes) for its top-1 class, cached.
 
     Returns ``(entry, cached)``; ``cached`` is False when this call did the network work, under
     ``lock`` (default: :func:`model_lock` of the model; the study lane passes its own, with its
     own copy of the model as ``spec``) with ``threads`` torch threads (``"auto"``:
-    :func:`network_threads`; None: as the calling thread has them).
+    :func:`network_threads`; None: as the calling thread has them). ``tradeoff``: also measure
+    the top-1 class's kept confidence at :data:`TRADEOFF_BETAS` (the Explain tab's β curve; one
+    batched pass of that many images, in the same lock).
 
     Raises:
         ImageError / ValueError / TypeError: from the library, with a message for a person.
     """
     key = cache_key(image_digest(data), spec.name, layer, options)
     entry = RESULTS.get(key)
-    if entry is not None:
-        return entry, True
-    with lock or model_lock(spec.name):
-        entry = RESULTS.get(key)
-        if entry is not None:
-            return entry, True
-        with torch_threads(network_threads() if threads == "auto" else threads):
-            entry = _explain(key, data, name, spec, layer, options)
-    return entry, False
+    cached = entry is not None
+    if entry is None:
+        with lock or model_lock(spec.name):
+            entry = RESULTS.get(key)
+            cached = entry is not None
+            if entry is None:
+                with torch_threads(network_threads() if threads == "auto" else threads):
+                    entry = _explain(key, data, name, spec, layer, options, tradeoff=tradeoff)
+    if tradeoff and entry.explained.is_cluster_cam:  # memoised: free unless a study cached it
+        entry.kept_confidence(int(entry.explained.result.targets[0]), TRADEOFF_BETAS)
+    return entry, cached
 
 
-def _explain(key: str, data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any]) -> CachedExplanation:
+def _explain(
+    key: str, data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any], *, tradeoff: bool = False,
+) -> CachedExplanation:
     """The network work of :func:`explain_cached`; the entry goes into the cache before the
     caller releases the lock, so a waiting request finds it."""
     start = time.perf_counter()
@@ -323,5 +355,7 @@ def _explain(key: str, data: bytes, name: str, spec: ModelSpec, layer: str, opti
         name=name,
         compute_seconds=seconds,
     )
+    if tradeoff and explained.is_cluster_cam:  # the β curve of the top-1 class, before others see it
+        entry.kept_confidence(int(explained.result.targets[0]), TRADEOFF_BETAS)
     RESULTS.put(entry)
     return entry

@@ -19,7 +19,8 @@ from typing import Any
 from clustercam import render
 from clustercam.clustering import SIMILARITIES
 from clustercam.imaging import ImageError
-from clustercam.methods.cluster import DEFAULT_PRESET, PRESETS, check_beta
+from clustercam.methods.cognition import check_beta
+from clustercam.methods.presets import PRESETS, preset_name
 from clustercam.zoo import DEFAULT_MODEL, ModelSpec
 
 from .common import PROGRESS, UserError
@@ -60,12 +61,9 @@ def whole(value: float | int | str | None, what: str, minimum: int | None = None
 
 
 def check_preset(preset: str | None) -> str:
-    """A preset name (empty: the default one), refused with the list when unknown."""
-    if not preset:
-        return DEFAULT_PRESET
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose from {', '.join(PRESETS)}.")
-    return preset
+    """A preset's canonical name (empty: the default one; old names accepted), refused with the
+    list when unknown."""
+    return preset_name(preset or None)
 
 
 def checked_beta(beta: float | None) -> float:

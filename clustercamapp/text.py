@@ -19,7 +19,8 @@ Upload an image or pick an example, then press **Explain**.
 
 EXPLAIN_NOTE = f"""Press **Explain** (or an example). Then move **β** or pick another **class**
 beside the heatmap: they redraw at once from the same explanation, with no new forward pass.
-Default: the `{DEFAULT_PRESET}` preset (Q = {DEFAULT_Q}, β = {DEFAULT_BETA})."""
+Default: the `{DEFAULT_PRESET}` preset, eq. 22 (Q = {DEFAULT_Q}, β = {DEFAULT_BETA}); the curve beside the
+heatmap shows what each β keeps of the network's confidence."""
 
 KEY = """**How to read the tiles**
 
@@ -75,7 +76,9 @@ softmax probability of $c$.
    similarity $S(i,j)$ (eq. 10) using the $K$ smoothest non-trivial eigenvectors of the graph
    Laplacian. The paper's eq. 17, $S(i,j) = \exp\{-\lVert F_i - F_j \rVert\}$, compares how
    *strongly* two maps fire; SSIM (eq. 10) or correlation compare *where* they fire, which is what
-   lets base and scissors follow the class on a two-object image.
+   lets base and scissors follow the class on a two-object image. Picking **Spectral** gives the
+   similarity that separated objects best on the photographs the presets were chosen on; eq. 17
+   stays selectable under "Spectral options" (and is what the `paper` preset uses).
 3. **Cluster maps** (eq. 18), one representative map per cluster:
 $$\tilde F_q = \operatorname{mean}\{F_n : n \in \mathbb{Q}_q\}, \qquad q = 1, \dots, Q.$$
 4. **Scores** (eq. 19). Each $\tilde F_q$ is upsampled to the image size and scaled to $[0, 1]$
@@ -87,15 +90,18 @@ $$\tilde F_{\text{base}} = \tilde F_{q_{\max}},\ q_{\max} = \arg\max_q y_q, \qqu
 6. **Heatmap** (eq. 22), with the balance $\beta \in [0, 1]$:
 $$H^{\text{Cluster}} = \beta\,\tilde F_{\text{base}} - (1 - \beta)\,\tilde F_{\text{scissors}}.$$
    The paper does not say how the two maps are scaled before they are subtracted, nor how the
-   result is brought to $[0, 1]$. The **Preset** decides: `paper` takes eq. 22 literally on the raw
-   cluster means and min–max scales the result; `discriminative` subtracts the scaled maps and
-   keeps the positive part, so the scissors *cut away* what speaks against the class; the default,
-   `faithful`, keeps the base only where the scissors are weak ($B \odot (1 - (1-\beta)S)$, the
-   scissors remove but never push below zero); `spectral` weights all cluster maps by their
-   scores. $\beta = 1$ is the base alone. No preset beat Grad-CAM on faithfulness *and* matched its
-   class-discriminativeness on the photographs the presets were chosen on: `faithful` gives up
-   some of the second for the first, `discriminative` the reverse. How each was chosen, and how
-   it measured on photographs its choice never saw, is in the project's `docs/benchmarks.md`.
+   result is brought to $[0, 1]$. The default (`eq22`) puts both maps on one scale (each divided by
+   its peak, so that $\beta$ alone sets the balance) and keeps the positive part: where the scissors
+   outweigh the base, the pixel is cut away. **$\beta$ is the lesson:** $\beta = 1$ is the base
+   alone, the faithful end (the image masked by it keeps most of the network's confidence);
+   lowering $\beta$ cuts away more of what speaks least for the class, a sharper, more
+   class-specific map, usually at some cost in the confidence kept. The curve beside the heatmap
+   measures that trade-off on the image in front of you, in one batched pass. How the default was
+   chosen, and how both ends of the knob measured on photographs the choice never saw, is in the
+   project's `docs/benchmarks.md`. Other presets compute variants that are *not* in the paper and
+   say so under the heatmap: `gated` keeps the base where the scissors are weak
+   ($B \odot (1 - (1-\beta)S)$; very faithful, but $\beta$ barely acts), `weighted` weights every
+   cluster map by its score; `paper` takes eq. 22 literally on the raw cluster means.
 
 **Cost:** $1 + Q$ forward passes and no backward pass (Score-CAM needs $1 + N$, i.e. 1,281 for
 EfficientNet-Lite0's last layer). Because the clusters do not depend on the class and the masked

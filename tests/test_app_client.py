@@ -77,10 +77,10 @@ def call(client: Client, *args, api_name: str, timeout: float = TIMEOUT, **named
     return client.submit(*args, api_name=api_name, **named).result(timeout=timeout)
 
 
-def explain(client: Client, image: str, q: int = DEFAULT_Q, target: str = "", **more):
+def explain(client: Client, image: str, q: int = DEFAULT_Q, target: str = "", seed: int = 0, **more):
     """/explain with the page's defaults; ``more`` are the later settings, by name."""
     return call(
-        client, handle_file(str(ASSETS / image)), MODEL, "", q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, 0, target,
+        client, handle_file(str(ASSETS / image)), MODEL, "", q, DEFAULT_BETA, "kmeans", 0, 0.2, 0.0, seed, target,
         api_name="/explain", **more,
     )
 
@@ -91,8 +91,12 @@ def pixels(path: str) -> np.ndarray:
 
 def test_explain_then_reweight_without_a_forward_pass(client):
     answer = explain(client, "chelsea.jpg")
-    assert len(answer) == 16  # the outputs of the README's API table
+    assert len(answer) == 18  # the outputs of the README's API table
     overlay, heatmap, clusters, masked, table, summary, downloads, markdown, top5, base_map, scissors_map, chart = answer[:12]
+    kept_text, tradeoff = answer[16:18]
+    kept = summary["confidence_kept"]
+    assert f"Confidence kept at β = {DEFAULT_BETA:.2f}: {kept['beta']:.2f}" in kept_text and Image.open(tradeoff).format == "PNG"
+    assert summary["formula"] == "β·B − (1 − β)·S (eq. 22)" and summary["in_paper"] is True
     assert len(clusters) == DEFAULT_Q and len(masked) == DEFAULT_Q
     assert all(Path(item["image"]).is_file() and item["caption"].startswith("cluster ") for item in clusters)
     base, scissors = summary["base"]["cluster"], summary["scissors"]["cluster"]
@@ -132,17 +136,20 @@ def test_explain_through_the_api_matches_the_library(client):
 
 
 def test_retarget_swaps_base_and_scissors_between_cat_and_espresso(client):
-    explain(client, "cat_and_coffee.jpg", q=3, preset="legacy")
+    top1 = explain(client, "cat_and_coffee.jpg", q=3, preset="legacy", seed=31)[5]["target"]["name"]  # new to the cache
     roles = {}
     with forward_calls() as calls:
         for name in ("Egyptian cat", "espresso"):
             outputs = call(client, name, api_name="/retarget")
             summary, table, target = outputs[5], outputs[4], outputs[13]
-            assert summary["target"]["name"] == name and summary["request"]["forward_passes"] == 0
+            # the clusters and scores need no pass; the β curve of the class that was not top-1 is
+            # one batched pass (the top-1's was measured with the explanation)
+            assert summary["target"]["name"] == name
+            assert summary["request"]["forward_passes"] == (0 if name == top1 else len(engine.TRADEOFF_BETAS))
             assert table["headers"][3] == f"p({name})"
             assert target["value"] == str(summary["target"]["index"])  # the class dropdown follows
             roles[name] = (summary["base"]["cluster"], summary["scissors"]["cluster"])
-    assert calls[0] == 0
+    assert calls[0] == len(engine.TRADEOFF_BETAS)
     assert roles["Egyptian cat"] == roles["espresso"][::-1]
 
 
@@ -185,7 +192,8 @@ def test_a_classroom_sending_one_example_at_once(server_url):
 
     with forward_calls() as calls, ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(one, range(6)))
-    assert calls[0] == 1 + 4  # computed once, then served from the cache
+    # computed once (the pass, Q masked passes and the β curve's batched pass), then served from the cache
+    assert calls[0] == 1 + 4 + len(engine.TRADEOFF_BETAS)
     assert len({tuple(answer[5]["scores"]) for answer in answers}) == 1
     for answer in answers:
         assert len(answer[2]) == 4 and Image.open(answer[0]).size == Image.open(answers[0][0]).size

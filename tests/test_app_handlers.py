@@ -26,7 +26,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, ClusterCAM
+from clustercam.imaging import load_image, resize_for_network
+from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, PRESETS, ClusterCAM
 from clustercam.pipeline import explain_image
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
 from clustercamapp import engine
@@ -101,6 +102,13 @@ def pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+def image_path(value) -> str:
+    """The file of an image output: a path, or a ``gr.Image`` update (new label) holding one."""
+    if isinstance(value, gr.Image):
+        value = value.value
+    return value["path"] if isinstance(value, dict) else str(value)
+
+
 def frame_color(path: str) -> tuple[int, int, int]:
     return Image.open(path).convert("RGB").getpixel((1, 1))
 
@@ -171,6 +179,27 @@ def test_explain_matches_the_library_with_every_setting_changed(tab, spec):
     assert out[tab.summary]["q"] == 5 and out[tab.summary]["target"]["name"] == "espresso"
 
 
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_reweight_and_retarget_give_the_librarys_heatmaps_for_every_preset(tab, spec, preset):
+    """/reweight and /retarget write the .npy of the library's ``reweight(β)`` / ``retarget(c)``
+    (within 1e-6) at several β, under every preset; the library side is computed here directly
+    from the image as the network sees it, not through the app's pipeline."""
+    chosen = PRESETS[preset]
+    page = {"q": chosen["q"], "beta": chosen["beta"], "clustering": chosen["clustering"], "similarity": "", "normalize_rows": None}
+    session = tab.on_explain(*values(image=PAIR, preset=preset, **page))[tab.session]
+    x = spec.to_tensor(resize_for_network(load_image(PAIR), spec.input_size))
+    library = ClusterCAM(spec, "bn2", preset=preset)(x)
+    for beta in (0.3, 0.65, 0.925):
+        out = tab.on_reweight(beta, session)
+        np.testing.assert_allclose(np.load(out[tab.downloads][2]), library.reweight(beta).heatmaps[0].numpy(), atol=1e-6)
+        session = out[tab.session]
+    for name in ("espresso", "Egyptian cat"):
+        out = tab.on_retarget(name, session)
+        expected = library.retarget(spec.class_index(name)).reweight(0.925).heatmaps[0].numpy()
+        np.testing.assert_allclose(np.load(out[tab.downloads][2]), expected, atol=1e-6)
+        assert out[tab.summary]["formula"] == library.cognition.formula
+
+
 def test_reweight_redraws_without_a_forward_pass(tab, chelsea, spec):
     session, times = chelsea[tab.session], []
     with forward_calls(spec.model) as calls:
@@ -189,28 +218,33 @@ def test_reweight_redraws_without_a_forward_pass(tab, chelsea, spec):
 def test_recolor_changes_colours_not_the_heatmap(tab, chelsea):
     out = tab.on_recolor("jet", chelsea[tab.session])
     assert out[tab.session]["colormap"] == "jet" and tab.base_map in out  # the two maps change colour too
-    assert np.abs(pixels(out[tab.heatmap]) - pixels(chelsea[tab.heatmap])).mean() > 10
+    assert np.abs(pixels(out[tab.heatmap]) - pixels(image_path(chelsea[tab.heatmap]))).mean() > 10
     assert np.array_equal(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
     with pytest.raises(gr.Error, match="Unknown colormap"):
         tab.on_recolor("rainbow-unicorn", chelsea[tab.session])
 
 
 def test_retarget_swaps_base_and_scissors_on_two_objects(tab, spec):
-    session = tab.on_explain(*values(image=PAIR, q=3, preset="legacy"))[tab.session]
+    explained = tab.on_explain(*values(image=PAIR, q=3, preset="legacy", seed=37))  # a seed new to the cache
+    session, top1 = explained[tab.session], explained[tab.summary]["target"]["name"]
     roles = {}
     with forward_calls(spec.model) as calls:
         for name in ("Egyptian cat", "espresso", "285"):
+            before = calls[0]
             out = tab.on_retarget(name, session)
             shown = out[tab.summary]
             assert shown["target"]["name"] == ("Egyptian cat" if name == "285" else name)
-            assert shown["request"]["forward_passes"] == 0
+            # no pass for the clusters and scores; the β curve of a class not seen yet is one batched
+            # pass of its β values (the top-1 class's was measured with the explanation)
+            new_class = name == {"Egyptian cat": "espresso", "espresso": "Egyptian cat"}[top1]
+            assert shown["request"]["forward_passes"] == calls[0] - before == (len(engine.TRADEOFF_BETAS) if new_class else 0)
             roles[name] = (shown["base_index"], shown["scissors_index"], left_share(out[tab.downloads][2]))
             for gallery in (out[tab.clusters], out[tab.masked]):  # cluster maps and masked images: frames follow
                 assert frame_color(gallery[shown["base_index"]][0]) == BASE_COLOR
                 assert frame_color(gallery[shown["scissors_index"]][0]) == SCISSORS_COLOR
             assert out[tab.session]["target"] == spec.class_index(name)
             assert out[tab.controls.target]["value"] == str(spec.class_index(name))  # the class dropdown follows
-    assert calls[0] == 0
+    assert calls[0] == len(engine.TRADEOFF_BETAS)  # the one class new to the curve
     (cat_base, cat_scissors, cat_left), (cup_base, cup_scissors, cup_left) = roles["Egyptian cat"], roles["espresso"]
     assert (cat_base, cat_scissors) == (cup_scissors, cup_base)  # the paper's Fig. 3 swap
     assert cat_left > 0.8 and cup_left < 0.2  # the heatmap follows the object asked for
@@ -236,8 +270,13 @@ def test_beta_notes_explain_a_blank_or_still_heatmap(tab):
     session = tab.on_explain(*values(image=PAIR, preset="discriminative"))[tab.session]
     assert "β = 0:" in tab.on_reweight(0.0, session)[tab.beta_note]
     assert tab.on_reweight(1.0, session)[tab.beta_note] == ""
-    faithful = tab.on_explain(*values(image=PAIR))[tab.session]  # the gated default: β cuts little here
-    assert "β changes little here" in tab.on_reweight(0.2, faithful)[tab.beta_note]
+    gated = tab.on_explain(*values(image=PAIR, preset="gated"))[tab.session]  # the gated variant: β cuts little here
+    note = tab.on_reweight(0.2, gated)[tab.beta_note]
+    assert "β barely acts here" in note and "B ⊙ (1 − (1 − β)·S) (a variant, not in the paper)" in note
+    assert tab.heading(gated).label == "Heatmap: B ⊙ (1 − (1 − β)·S) (a variant, not in the paper)"
+    default = tab.on_explain(*values(image=PAIR, preset=""))[tab.session]  # eq. 22: β acts
+    assert tab.on_reweight(0.6, default)[tab.beta_note] == ""
+    assert tab.heading(default).label == "Heatmap: β·B − (1 − β)·S (eq. 22)"
 
 
 def test_an_example_button_shows_a_finished_explanation_with_the_default_settings(tab, page):
@@ -285,7 +324,8 @@ def test_cache_serves_identical_requests_once_across_threads(tab, spec):
         for thread in threads:
             thread.join()
     assert not errors and len(results) == 4
-    assert calls[0] == 1 + 4  # one forward pass and Q masked passes, for all four requests
+    # one forward pass, Q masked passes and the β curve's batched pass, for all four requests
+    assert calls[0] == 1 + 4 + len(engine.TRADEOFF_BETAS)
     assert len({(r["base_index"], r["scissors_index"], tuple(r["scores"])) for r in results}) == 1
     assert sorted(r["request"]["cached"] for r in results) == [False, True, True, True]
 

@@ -183,8 +183,10 @@ def test_bad_folders_methods_and_options(tmp_path: Path, capsys: pytest.CaptureF
         run_all(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="Unknown method 'nosuchcam'"):
         run_all(folder, methods=["clustercam", "nosuchcam"])
-    with pytest.raises(ValueError, match="Unknown Cluster-CAM preset 'best'"):
+    with pytest.raises(ValueError, match="Unknown preset 'best'; choose from eq22"):
         run_all(folder, methods=["clustercam:best"])
+    with pytest.raises(ValueError, match="look like KEY=VALUE"):
+        run_all(folder, methods=["clustercam@beta"])
     with pytest.raises(ValueError, match="Only Cluster-CAM has presets"):
         run_all(folder, methods=["gradcam:paper"])
     with pytest.raises(ValueError, match="Bad options"):

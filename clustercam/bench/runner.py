@@ -11,7 +11,8 @@ are paired and :mod:`clustercam.stats` gives intervals of each method's differen
 (by default Cluster-CAM).
 
 Methods are named as in :data:`clustercam.METHODS`, optionally with a Cluster-CAM preset after a
-colon (``clustercam:faithful``, ``clustercam:paper``): each name is one row of the tables.
+colon (``clustercam:gated``, ``clustercam:paper``) and options after ``@`` (``clustercam@beta=1``):
+each name is one row of the tables.
 
 The work is done in *units* (batches of images, then batches of pairs) whose records are written
 as they finish (:mod:`~clustercam.bench.records`, so a stopped run resumes) and shared out among
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from ..methods import get_method
-from ..methods.cluster import PRESETS
+from ..methods.presets import preset_name
 from ..stats import DEFAULT_RESAMPLES, paired_bootstrap
 from ..zoo import DEFAULT_MODEL, ModelSpec, load_model
 from . import distributed
@@ -118,16 +119,33 @@ class MethodTally:
 
 
 def parse_method(name: str) -> tuple[str, type, dict]:
-    """``"clustercam:faithful"`` → ``(row name, class, {"preset": "faithful"})``."""
-    base, _, preset = name.strip().partition(":")
+    """A row of the tables: a method, optionally a Cluster-CAM preset after a colon and options
+    after ``@`` (each ``KEY=VALUE``, the value a Python literal or text).
+
+    ``"clustercam:gated"`` → ``("clustercam:gated", ClusterCAM, {"preset": "gated"})``;
+    ``"clustercam@beta=1"`` → ``("clustercam@beta=1", ClusterCAM, {"beta": 1})`` (the default preset at β = 1).
+    """
+    import ast
+
+    row = name.strip()
+    head, *settings = row.split("@")
+    base, _, preset = head.partition(":")
     cls = get_method(base)  # ValueError for unknown names
-    if not preset:
-        return name.strip(), cls, {}
-    if cls.name != "clustercam":
-        raise ValueError(f"Only Cluster-CAM has presets; got '{name}'.")
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown Cluster-CAM preset '{preset}'; choose from {', '.join(PRESETS)}.")
-    return name.strip(), cls, {"preset": preset}
+    options: dict = {}
+    if preset:
+        if cls.name != "clustercam":
+            raise ValueError(f"Only Cluster-CAM has presets; got '{name}'.")
+        options["preset"] = preset_name(preset)
+    for setting in settings:
+        key, equals, raw = setting.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"Options after '@' look like KEY=VALUE (e.g. clustercam@beta=1); got '{setting}' in '{name}'.")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        options[key.strip()] = value
+    return row, cls, options
 
 
 def build_methods(spec: ModelSpec, names: Sequence[str], layer: str | None, options: Mapping[str, Mapping], batch_size: int) -> dict:

@@ -9,15 +9,15 @@ from .ablation import AblationCAM
 from .base import BaseCAM, CAMResult, Explanation
 from .cluster import (
     DEFAULT_BETA,
-    DEFAULT_PRESET,
     DEFAULT_Q,
-    PRESETS,
+    BetaTradeoff,
     ClusterCAM,
     ClusterCAMResult,
     ClusterExplanation,
 )
 from .gradient import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM
 from .group import GroupCAM
+from .presets import DEFAULT_PRESET, PRESET_NOTES, PRESETS, preset_options
 from .score import ScoreCAM
 
 #: name → class; every class takes ``(model, layer=None, *, batch_size=..., **options)``.
@@ -48,8 +48,10 @@ __all__ = [
     "DEFAULT_Q",
     "METHODS",
     "PRESETS",
+    "PRESET_NOTES",
     "AblationCAM",
     "BaseCAM",
+    "BetaTradeoff",
     "CAMResult",
     "ClusterCAM",
     "ClusterCAMResult",
@@ -62,4 +64,5 @@ __all__ = [
     "SmoothGradCAMPlusPlus",
     "XGradCAM",
     "get_method",
+    "preset_options",
 ]

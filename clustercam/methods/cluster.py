@@ -16,15 +16,15 @@ For each image:
    :mod:`clustercam.methods.cognition` (``combination``), from the cluster maps normalised by
    ``normalization`` and scaled into ``[0, 1]`` by ``output`` (defaults: :data:`DEFAULTS`).
 
-**Presets** (:data:`PRESETS`) name whole configurations, chosen on the tuning part of the
-evaluation photographs by the rule of ``docs/protocol.md`` (their trade-offs, measured on the
-reporting part, are in ``docs/benchmarks.md``). No configuration was both more faithful than
-Grad-CAM and as class-discriminative, so the default follows the paper's claim of faithfulness:
-``"faithful"`` (K-means, Q = 8, the ``"gated"`` combination, β = 0.8). ``"discriminative"`` is
-eq. 22 at Q = 8; ``"spectral"`` clusters spectrally with maps compared by correlation;
-``"paper"`` is eq. 22 exactly as printed (raw cluster means, ``normalization="none"``, then
-min–max scaled, the usual CAM scaling, which the paper leaves unsaid; Q = 6 as its Table 2, β at
-its most faithful); ``"legacy"`` keeps the earlier Q = 3 defaults for comparison.
+**Presets** (:mod:`clustercam.methods.presets`) name whole configurations, chosen on the tuning
+part of the evaluation photographs by the rules of ``docs/protocol.md``. The default, ``"eq22"``,
+is eq. 22 itself (K-means, the maps put on one scale, the negative part cut), so that β moves the
+heatmap from the most faithful end (β = 1, the base alone) to the class-discriminative one; the
+variants (``"gated"``, ``"weighted"``) are presets named for what they compute.
+
+The result carries its combination (:attr:`ClusterCAMResult.cognition`): its
+:attr:`Cognition.formula` and whether the paper has it (:attr:`Cognition.in_paper`) are read
+from the explanation itself, never assumed from a preset's name.
 
 Network cost per image: ``1 + Q`` forward passes and no backward pass. The clustering does not
 depend on the target class and the masked passes return every class's probability, so
@@ -50,7 +50,10 @@ from ..maps import masked_probabilities, minmax, upsample
 from .base import BaseCAM, CAMResult, Explanation, ForwardState, Saliency, Targets, resolve_targets
 from .cognition import (
     COMBINATIONS,
+    FORMULAS,
+    NORMALIZATION_WORDS,
     NORMALIZATIONS,
+    OUTPUT_WORDS,
     OUTPUTS,
     Combination,
     Normalization,
@@ -59,45 +62,22 @@ from .cognition import (
     check_choice,
     cognition_heatmaps,
 )
+from .presets import DEFAULT_PRESET, PRESETS, preset_name, preset_options
 
 Clustering = Literal["kmeans", "spectral"]
 _SPECTRAL_OPTIONS = {"n_eigenvectors", "sigma", "theta", "laplacian", "scale", "similarity", "normalize_rows"}
 _KMEANS_OPTIONS = {"max_iter"}
 
-#: Named configurations (module docstring); every key is a :class:`ClusterCAM` argument. All but
-#: ``legacy`` were picked on the tuning part by the rule of docs/protocol.md
-#: (``benchmarks/sweep_defaults.py``; the choice is in docs/benchmarks/tuning/choice.json).
-PRESETS: dict[str, dict] = {
-    "faithful": {"q": 8, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu", "combination": "gated"},
-    "discriminative": {"q": 8, "beta": 0.8, "clustering": "kmeans", "normalization": "minmax", "output": "relu", "combination": "difference"},
-    "spectral": {"q": 6, "beta": 0.5, "clustering": "spectral", "normalization": "max", "output": "relu", "combination": "weighted",
-                 "similarity": "correlation", "normalize_rows": True},
-    "paper": {"q": 6, "beta": 0.5, "clustering": "kmeans", "normalization": "none", "output": "minmax", "combination": "difference"},
-    "legacy": {"q": 3, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu", "combination": "difference"},
-}
-#: One line per preset: its measured trade-off on the reporting part (EfficientNet-Lite0 at bn2,
-#: 315 photographs; docs/benchmarks.md).
-PRESET_NOTES: dict[str, str] = {
-    "faithful": "more faithful than Grad-CAM, less class-discriminative (average drop 12.0 % vs 19.1 %, pair share 0.86 vs 0.93)",
-    "discriminative": "pair share near Grad-CAM's at its faithfulness (0.91 vs 0.93; average drop 19.6 % vs 19.1 %)",
-    "spectral": "spectral clustering, maps compared by correlation (pair share 0.87, average drop 17.2 %)",
-    "paper": "eq. 22 exactly as printed: faithful but nearly class-blind (average drop 13.8 %, pair share 0.60)",
-    "legacy": "the earlier Q = 3 defaults: less faithful than Grad-CAM (average drop 21.2 % vs 19.1 %)",
-}
-#: The preset :class:`ClusterCAM` follows when none is named.
-DEFAULT_PRESET = "faithful"
 DEFAULTS: dict = PRESETS[DEFAULT_PRESET]
 DEFAULT_Q: int = DEFAULTS["q"]
 DEFAULT_BETA: float = DEFAULTS["beta"]
 DEFAULT_NORMALIZATION: Normalization = DEFAULTS["normalization"]
-
-
-def preset_options(preset: str | None) -> dict:
-    """The options of a named preset (``None``: the defaults)."""
-    name = DEFAULT_PRESET if preset is None else preset
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; choose from {', '.join(PRESETS)}.")
-    return dict(PRESETS[name])
+#: β values of :meth:`ClusterCAM.beta_tradeoff` when none are given.
+BETA_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+#: A relative change of the heatmap below this between β = 0.5 and β = 1 (eq. 22: 0.14–0.55 on the
+#: example photographs; the gated variant: 0.02–0.16)
+#: (:meth:`ClusterCAMResult.beta_effect`) means β barely acts on that explanation.
+INERT_BETA = 0.10
 
 
 @dataclass(frozen=True)
@@ -117,6 +97,28 @@ class Cognition:
 
     def heatmaps(self, masks: torch.Tensor, cluster_maps: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         return cognition_heatmaps(masks, cluster_maps, scores, self.beta, self.normalization, self.output, self.combination)
+
+    @property
+    def in_paper(self) -> bool:
+        """Whether the combination is the paper's eq. 22 (``difference``) rather than a variant."""
+        return FORMULAS[self.combination][1]
+
+    @property
+    def formula(self) -> str:
+        """The combination as it is computed, e.g. ``"β·B − (1 − β)·S (eq. 22)"`` or
+        ``"B ⊙ (1 − (1 − β)·S) (a variant, not in the paper)"``."""
+        text, in_paper = FORMULAS[self.combination]
+        return f"{text} ({'eq. 22' if in_paper else 'a variant, not in the paper'})"
+
+    def describe(self) -> str:
+        """The formula with what ``B`` and ``S`` are and how the result is scaled, in words."""
+        return (f"{self.formula}; B, S: {NORMALIZATION_WORDS[self.normalization]}; "
+                f"result: {OUTPUT_WORDS[self.output]}")
+
+    def as_dict(self) -> dict:
+        """What a summary records of the combination (``summary.json``)."""
+        return {"beta": self.beta, "combination": self.combination, "normalization": self.normalization,
+                "output": self.output, "formula": self.formula, "in_paper": self.in_paper}
 
 
 class CognitionSettings:
@@ -141,6 +143,28 @@ class CognitionSettings:
         return self.cognition.combination
 
 
+@dataclass(frozen=True)
+class BetaTradeoff:
+    """The explained class's probability on ``X ∘ H(β)`` across β (:meth:`ClusterCAM.beta_tradeoff`).
+
+    Attributes:
+        betas: the β values, in the order given.
+        kept: ``(B, len(betas))`` probability of the explained class on each masked input.
+        full: ``(B,)`` its probability on the unmasked input (``Y`` of the paper's eq. 23).
+    """
+
+    betas: tuple[float, ...]
+    kept: torch.Tensor
+    full: torch.Tensor
+
+    def at(self, beta: float, image: int = 0) -> float:
+        """The kept probability at one of :attr:`betas`."""
+        for index, value in enumerate(self.betas):
+            if abs(value - beta) < 1e-9:
+                return float(self.kept[image, index])
+        raise KeyError(f"β = {beta} is not among {self.betas}.")
+
+
 @dataclass
 class ClusterExplanation(Explanation):
     """One image's Cluster-CAM explanation with every intermediate."""
@@ -153,6 +177,7 @@ class ClusterExplanation(Explanation):
     base_index: int
     scissors_index: int
     beta: float
+    cognition: Cognition | None = None
 
 
 @dataclass
@@ -190,6 +215,16 @@ class ClusterCAMResult(CognitionSettings, CAMResult):
         """The same explanation with another β (no network work)."""
         return self.recombine(beta=beta)
 
+    def beta_effect(self, low: float = 0.5) -> torch.Tensor:
+        """``(B,)`` how much β acts on each explanation: the relative change
+        ``mean|H(low) − H(1)| / mean|H(1)|`` between the heatmap at β = ``low`` and at β = 1
+        (0 when the map at β = 1 is empty). Below :data:`INERT_BETA`, β barely acts."""
+        top = self.recombine(beta=1.0).heatmaps.float()
+        bottom = self.recombine(beta=low).heatmaps.float()
+        scale = top.abs().mean(dim=(-2, -1))
+        change = (bottom - top).abs().mean(dim=(-2, -1))
+        return torch.where(scale > 0, change / scale.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(scale))
+
     def retarget(self, targets: Targets) -> ClusterCAMResult:
         """Explain other classes: new scores, base/scissors and heatmaps, no network work.
 
@@ -217,6 +252,7 @@ class ClusterCAMResult(CognitionSettings, CAMResult):
             base_index=int(self.base_index[index]),
             scissors_index=int(self.scissors_index[index]),
             beta=self.beta,
+            cognition=self.cognition,
         )
 
 
@@ -280,7 +316,7 @@ class ClusterCAM(CognitionSettings, BaseCAM):
         unknown = set(clustering_options) - allowed
         if unknown:
             raise TypeError(f"Unknown {clustering} option(s): {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}.")
-        self.preset = DEFAULT_PRESET if preset is None else preset
+        self.preset = preset_name(preset)
         self.q = int(q)
         self.clustering = clustering
         self.seed = int(seed)
@@ -295,6 +331,28 @@ class ClusterCAM(CognitionSettings, BaseCAM):
         if q is None:
             q = preset_options(options.get("preset"))["q"]
         return 1 + int(q), 0
+
+    @torch.inference_mode()
+    def beta_tradeoff(
+        self, inputs: torch.Tensor, result: ClusterCAMResult, betas: tuple[float, ...] | list[float] = BETA_GRID,
+    ) -> BetaTradeoff:
+        """What each β costs and buys: the network's probability of the explained class on
+        ``X ∘ H(β)`` for every β in ``betas`` (one batched pass of ``B·len(betas)`` masked
+        inputs; ``inputs`` are the ones ``result`` explained), beside its probability on ``X``.
+
+        High kept probability: the map keeps what the network needs (faithful, the paper's
+        average drop); lower β cuts the scissors away and makes the map sharper and more
+        class-specific, usually at some cost in kept probability.
+        """
+        betas = tuple(check_beta(b) for b in betas)
+        if not betas:
+            raise ValueError("Give at least one β.")
+        heatmaps = torch.stack([result.reweight(b).heatmaps for b in betas], dim=1)
+        probabilities = masked_probabilities(self.network, inputs, heatmaps, batch_size=self.batch_size)
+        targets = result.targets.to(probabilities.device)
+        kept = probabilities.gather(2, targets.view(-1, 1, 1).expand(-1, len(betas), 1)).squeeze(2)
+        full = result.probabilities.gather(1, result.targets.view(-1, 1)).squeeze(1)
+        return BetaTradeoff(betas=betas, kept=kept.float().cpu(), full=full.float().cpu())
 
     def cluster(self, maps: torch.Tensor, q: int | None = None) -> torch.Tensor:
         """Labels ``(N,)`` for one image's ``(N, h, w)`` feature maps (into ``q`` clusters, default Q)."""

@@ -42,6 +42,24 @@ Combination = Literal["difference", "weighted", "multibase", "gated"]
 NORMALIZATIONS = ("max", "minmax", "none")
 OUTPUTS = ("relu", "minmax")
 COMBINATIONS = ("difference", "weighted", "multibase", "gated")
+#: combination → (its formula in the notation of the module docstring, whether the paper has it).
+FORMULAS: dict[str, tuple[str, bool]] = {
+    "difference": ("β·B − (1 − β)·S", True),
+    "weighted": ("β·Σ y_q·N_q / Σ y_q − (1 − β)·S", False),
+    "multibase": ("β·mean(N_q : y_q ≥ median y) − (1 − β)·S", False),
+    "gated": ("B ⊙ (1 − (1 − β)·S)", False),
+}
+#: normalisation → what ``B`` and ``S`` are, in words.
+NORMALIZATION_WORDS: dict[str, str] = {
+    "max": "each cluster map divided by its peak",
+    "minmax": "the masks H_q that were scored",
+    "none": "the raw cluster means",
+}
+#: output scaling → how the combined map is brought into [0, 1], in words.
+OUTPUT_WORDS: dict[str, str] = {
+    "relu": "negative part cut, divided by the peak",
+    "minmax": "min–max scaled",
+}
 
 
 def check_beta(beta: float) -> float:

@@ -31,6 +31,7 @@ from ..controls import Controls
 from ..engine import (
     REDRAW_CONCURRENCY,
     RESULTS,
+    TRADEOFF_BETAS,
     CachedExplanation,
     explain_cached,
     explaining,
@@ -79,7 +80,7 @@ def warm_examples() -> threading.Thread:
             settings = default_settings(str(ASSETS / name))
             spec = settings.spec()
             data, stem = settings.image_bytes()
-            explain_cached(data, stem, spec, settings.layer_name(spec), settings.options)
+            explain_cached(data, stem, spec, settings.layer_name(spec), settings.options, tradeoff=True)
 
     thread = threading.Thread(target=work, name="warm-examples", daemon=True)
     thread.start()
@@ -102,6 +103,7 @@ class ExplainTab:
                 )
                 with gr.Column(scale=2, min_width=260, elem_id="instant-controls"):
                     c.beta.render()
+                    self.tradeoff_md = gr.Markdown(elem_id="tradeoff-text")
                     c.top5.render()
                     self.beta_note = gr.Markdown(elem_id="beta-note")
                     c.target.render()
@@ -113,8 +115,11 @@ class ExplainTab:
                 self.scissors_map = self._small_image(
                     "Scissors: the worst cluster (eq. 21)", "scissors-map", "The scissors cluster's mean map, in a dashed frame."
                 )
-                self.heatmap = self._small_image(
-                    "Heatmap: β·base − (1 − β)·scissors (eq. 22)", "heatmap", "The heatmap alone, without the image."
+                self.heatmap = self._small_image("Heatmap", "heatmap", "The heatmap alone, without the image.")
+                self.tradeoff_chart = self._small_image(
+                    "What β costs and buys: the class kept on the masked image", "tradeoff-chart",
+                    "Line chart of the explained class's probability on the image masked by the heatmap, for β from "
+                    "0 to 1, with the current β marked; the numbers are beside the β slider.",
                 )
             self.summary_md = gr.Markdown(elem_id="summary-md")
         with gr.Row(equal_height=False):
@@ -179,22 +184,23 @@ class ExplainTab:
         return [
             self.overlay, self.heatmap, self.clusters, self.masked, self.scores_table, self.summary, self.downloads,
             self.summary_md, c.top5, self.base_map, self.scissors_map, self.scores_chart, self.beta_note, c.target,
-            self.class_a, self.class_b, self.session,
+            self.class_a, self.class_b, self.tradeoff_md, self.tradeoff_chart, self.session,
         ]
 
     def redraw_outputs(self) -> list[Any]:
         """The outputs of /reweight and a colormap change (the two maps change with the colormap
         only: /reweight leaves them as they are)."""
         return [self.overlay, self.heatmap, self.summary, self.downloads, self.summary_md, self.beta_note,
-                self.base_map, self.scissors_map, self.session]
+                self.base_map, self.scissors_map, self.tradeoff_md, self.tradeoff_chart, self.session]
 
     def cleared_outputs(self) -> list[Any]:
         c = self.controls
         return [*self._empty_images(), self.clusters, self.masked, self.scores_table, self.summary, self.downloads,
-                self.summary_md, self.beta_note, c.top5, c.target, self.class_a, self.class_b, self.session]
+                self.summary_md, self.beta_note, self.tradeoff_md, c.top5, c.target, self.class_a, self.class_b, self.session]
 
     def _empty_images(self) -> tuple[gr.Image, ...]:
-        return (self.overlay, self.heatmap, self.base_map, self.scissors_map, self.scores_chart, self.overlay_a, self.overlay_b)
+        return (self.overlay, self.heatmap, self.base_map, self.scissors_map, self.scores_chart, self.overlay_a,
+                self.overlay_b, self.tradeoff_chart)
 
     def cleared(self) -> dict[Any, Any]:
         """Every output empty: what a new image shows until Explain (called per event: the
@@ -203,13 +209,13 @@ class ExplainTab:
         return {
             **{image: None for image in self._empty_images()},
             self.clusters: [], self.masked: [], self.scores_table: None, self.summary: None, self.downloads: None,
-            self.summary_md: "", self.beta_note: "", c.top5: gr.Radio(choices=[], value=None), c.target: "",
+            self.summary_md: "", self.beta_note: "", self.tradeoff_md: "", c.top5: gr.Radio(choices=[], value=None), c.target: "",
             self.class_a: gr.Dropdown(choices=[], value=None), self.class_b: gr.Dropdown(choices=[], value=None),
             self.session: None,
         }
 
     def _draw(
-        self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes: int,
+        self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes_before: int,
         started: float, explanation_seconds: float = 0.0,
     ) -> dict[Any, Any]:
         """Every output for ``entry`` explained for ``session``'s target, β and colormap.
@@ -220,9 +226,11 @@ class ExplainTab:
         """
         c = self.controls
         drawing_started = time.perf_counter()
+        result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
+        one, spec, cmap = result[0], entry.spec, session["colormap"]
+        # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
+        kept = entry.kept_confidence(one.target, (*TRADEOFF_BETAS, one.beta))
         with torch_threads(1):
-            result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
-            one, spec, cmap = result[0], entry.spec, session["colormap"]
             folder = files.output_dir()
             stem = f"{files.slug(entry.name)}_{files.slug(spec.categories[one.target])}_beta{one.beta:.2f}"
             shown = render.resize_heatmap(one.heatmap, entry.display.size)
@@ -230,7 +238,12 @@ class ExplainTab:
             small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
             heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
             array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
-            out: dict[Any, Any] = {self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result)}
+            name, full = spec.categories[one.target], float(one.target_probability)
+            tradeoff = files.save_png(drawing.tradeoff_chart(name, one.beta, kept, full), folder / f"{stem}_tradeoff.png")
+            out: dict[Any, Any] = {
+                self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result),
+                self.tradeoff_md: drawing.tradeoff_markdown(name, one.beta, kept, full), self.tradeoff_chart: tradeoff,
+            }
             # β changes neither the two maps nor the tiles: they are drawn again only for a new
             # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
             role_maps = session.get("role_maps")
@@ -258,9 +271,14 @@ class ExplainTab:
                     self.class_a: gr.Dropdown(choices=every, value=str(one.target)),
                     self.class_b: gr.Dropdown(choices=every, value=str(second)),
                 })
+            passes = forward_images() - passes_before  # this request's: the explanation's and the curve's
             data = drawing.summary_data(entry, result, cached=cached, passes=passes, seconds=time.perf_counter() - started)
+            data["confidence_kept"] = {
+                "beta": round(kept[round(one.beta, 4)], 6), "beta_1": round(kept[1.0], 6), "whole_image": round(full, 6),
+                "curve": {f"{b:g}": round(kept[b], 6) for b in TRADEOFF_BETAS},
+            }
             bundle = files.write_bundle(
-                folder / f"{stem}.zip", [overlay, heatmap, array, *role_maps[:2], *tiles], data,
+                folder / f"{stem}.zip", [overlay, heatmap, array, tradeoff, *role_maps[:2], *tiles], data,
             )
             # this request's server time, split: the network work (0 from the cache), the drawing
             # and files; Gradio's serialisation follows the return (the load test measures it)
@@ -301,11 +319,11 @@ class ExplainTab:
             progress(0.2, desc="Feature maps, clustering and the Q masked passes")
         with explaining():  # other requests in flight share the cores (engine.network_threads)
             began = time.perf_counter()
-            entry, cached = explain_cached(data, name, spec, layer, settings.options)
+            entry, cached = explain_cached(data, name, spec, layer, settings.options, tradeoff=True)
             explanation_seconds = time.perf_counter() - began
             session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
             return self._draw(
-                entry, session, everything=True, cached=cached, passes=forward_images() - passes_before,
+                entry, session, everything=True, cached=cached, passes_before=passes_before,
                 started=started, explanation_seconds=explanation_seconds,
             )
 
@@ -324,7 +342,7 @@ class ExplainTab:
             return {self.session: session}  # nothing to redraw (an empty dict would not be read as one)
         return self._draw(
             entry, {**session, **change}, everything=False, cached=True,
-            passes=forward_images() - passes_before, started=started,
+            passes_before=passes_before, started=started,
         )
 
     def retarget(self, target: str | None, session: Session) -> dict[Any, Any]:
@@ -338,7 +356,7 @@ class ExplainTab:
         wanted = entry.spec.class_index(target) if target and str(target).strip() else None
         return self._draw(
             entry, {**session, "target": wanted}, everything=True, cached=True,
-            passes=forward_images() - passes_before, started=started,
+            passes_before=passes_before, started=started,
         )
 
     def two_classes(self, class_a: str | None, class_b: str | None, session: Session) -> dict[Any, Any]:
@@ -362,6 +380,15 @@ class ExplainTab:
                 alt_text=drawing.overlay_alt(entry.spec, one),
             )  # a private listener: the label and alt text can follow the class
         return out
+
+    def heading(self, session: Session) -> Any:
+        """The heatmap's heading: the formula the explanation on screen computed (eq. 22 or a
+        variant, read from the explanation). A private step after Explain, so that /explain's
+        outputs stay plain values for API callers."""
+        entry = RESULTS.get(session["key"]) if session and "key" in session else None
+        if entry is None or not entry.explained.is_cluster_cam:
+            return gr.update()
+        return gr.Image(label=drawing.heatmap_label(entry.explained.result))
 
     def example(self, label: str) -> dict[Any, Any]:
         """An example button: its image, the default settings, and the finished explanation."""
@@ -395,9 +422,11 @@ class ExplainTab:
         self.on_recolor = user_errors(self.recolor)
         self.on_retarget = user_errors(self.retarget)
         self.on_two_classes = user_errors(self.two_classes)
+        heading = {"fn": self.heading, "inputs": [self.session], "outputs": [self.heatmap], "api_visibility": "private",
+                   "queue": False}
         c.explain.click(
             self.on_explain, c.settings(), self.explain_outputs(), api_name="explain", **network
-        ).success(None, js=SCROLL_TO_RESULT)
+        ).success(None, js=SCROLL_TO_RESULT).success(**heading)
         c.beta.input(self.on_reweight, [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
         c.colormap.input(self.on_recolor, [c.colormap, self.session], self.redraw_outputs(),
                          api_visibility="private", **redraw)
@@ -412,7 +441,7 @@ class ExplainTab:
             button.click(
                 gpu(user_errors(self._example_handler(label))), None, example_outputs,
                 api_visibility="private", **network,
-            ).success(None, js=SCROLL_TO_RESULT)
+            ).success(None, js=SCROLL_TO_RESULT).success(**heading)
         cleared = self.cleared_outputs()
         c.image.upload(self.cleared, None, cleared, api_visibility="private", queue=False)
         c.image.clear(self.cleared, None, cleared, api_visibility="private", queue=False)
