@@ -18,6 +18,7 @@ be left out (the page's defaults). The README's API table lists the outputs.
 - ``/compare(*settings, methods)``
 - ``/sweep_q(*settings)``, ``/sweep_layers(*settings, max_layers)``, ``/sweep_eigenvectors(*settings)``
 - ``/lanes()`` → the study lane's state and limits (:mod:`clustercamapp.lanes`)
+- ``/status()`` → compiled graphs per model, examples ready, uptime
 
 Explain and its redraws and the studies (Compare, sweeps) are served in separate lanes; a study
 states its cost before it runs and is refused above the server's budget (README, "Serving").
@@ -30,10 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Before torch is first imported (by clustercam, below): inductor keeps compiled graphs in
+# clustercam's cache folder (torch fixes the folder on import), and compiles in the compiling
+# thread itself, which runs at the lowest CPU priority (no pool of worker processes at full priority).
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "clustercam" / "inductor"))
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 import gradio as gr
 
 from clustercam.zoo import DEFAULT_MODEL, available_models
-from clustercamapp import lanes, style, text
+from clustercamapp import engine, lanes, style, text
 from clustercamapp.controls import Controls, build_controls
 from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
 from clustercamapp.memory import tune_allocator
@@ -74,6 +81,13 @@ def lanes_status() -> dict:
     return lanes.GATE.status()
 
 
+def server_status() -> dict:
+    """``{"models": {name: {"compiled": bool, ...}}, "examples_ready": bool, "uptime_s": float}``:
+    each loaded model's compiled graphs (built, calls served by each path, errors, evicted cache
+    artefacts), whether the example buttons answer from the cache, and the server's uptime."""
+    return engine.status()
+
+
 def build_page() -> Page:
     """Settings on the left; Explain / Compare / Sweeps / How it works on the right."""
     default_model = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else available_models()[0]
@@ -93,6 +107,7 @@ def build_page() -> Page:
                     learn = LearnTab(controls)
         demo.load(None, js=EXPLAIN_SHARED_LINK)
         gr.api(lanes_status, api_name="lanes")
+        gr.api(server_status, api_name="status")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)
     return Page(demo, controls, explain, compare, sweeps, learn)
 

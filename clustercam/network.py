@@ -4,23 +4,28 @@
 Every forward pass a method makes goes through a :class:`Network`:
 
 - :meth:`Network.logits` — the classifier on a batch (the masked passes of Cluster-CAM,
-  Score-CAM, Group-CAM, the metrics). Compiled once with a dynamic batch dimension;
+  Score-CAM, Group-CAM, the metrics);
 - :meth:`Network.layer_and_logits` — one layer's feature maps *and* the logits from one compiled
-  graph (the first pass of a method that needs no gradient). Forward hooks cannot capture a layer
-  inside a compiled graph, so the graph is built by FX feature extraction (timm's
-  ``create_feature_extractor``, which also traces timm's "same" padding) with the layer's output
-  as a second output, then compiled;
+  graph (the first pass of a method that needs no gradient: hooks cannot see inside a graph);
 - :meth:`Network.eager` — the model itself, for passes that need hooks or gradients (the gradient
   methods): unchanged.
 
-Compilation never blocks: :meth:`Network.compile` (or ``background=True``) builds the graphs in a
-thread while every call runs eagerly; the compiled graphs take over once they gave the same
-logits as the eager model on a probe batch (else they are dropped, and a warning says why).
-Graphs are built for square inputs of the model's size (any batch size): what ``bench`` and
-square images feed. Serving never compiles (``torch.compiler.set_stance("eager_on_recompile")``):
-another input size runs eagerly, as fast as before.
-Inductor's caches live in ``~/.cache/clustercam/inductor`` (``TORCHINDUCTOR_CACHE_DIR`` overrides),
-so a restarted server compiles in seconds instead of a minute. ``CLUSTERCAM_COMPILE=0`` turns
+**Compiled graphs** are ahead-of-time packages (:mod:`clustercam.compiled`): one graph per layer
+returns that layer's maps and the logits of a square batch of the model's size, any batch size,
+and serves :meth:`~Network.logits` too. They are built in a separate process at the lowest CPU
+priority and only *loaded* here, so nothing here touches another thread's work: no tracer patches
+``nn.Module.__call__`` beside requests, no compiler holds the interpreter's lock, no process-wide
+switch is flipped per call. :meth:`Network.compile` (``background=True``: in a thread, calls stay
+eager meanwhile) builds or finds each package, loads it and keeps it only if it gives the same
+maps and logits as the eager model on probe batches (a private copy of the model, taken under the
+caller's lock and stripped of hooks). An input of another height or width, or one that needs
+gradients, runs eagerly and never compiles anything. :attr:`Network.calls` counts the calls each
+path served (``compiled`` / ``eager``).
+
+**The caches heal.** A package that cannot be loaded (a server killed while one was being
+written) is evicted and built once more; a build that fails on a broken artefact of inductor's
+own cache (``TORCHINDUCTOR_CACHE_DIR``, set to ``~/.cache/clustercam/inductor`` by the entry points
+before torch is imported) evicts that cache and builds once more. ``CLUSTERCAM_COMPILE=0`` turns
 compilation off everywhere; ``CLUSTERCAM_CHANNELS_LAST=0`` keeps the NCHW layout.
 
 Every call adds its batch size to the per-thread count read by :func:`forward_images` (the app
@@ -32,28 +37,39 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .compiled import MAX_BATCH, CompileError, build, load, package_path
+
 log = logging.getLogger(__name__)
 
 #: Largest difference of logits between a compiled graph and the eager model that is accepted.
 TOLERANCE = 1e-3
-
-
-def _serving() -> AbstractContextManager:
-    """Serving never compiles: an input the compiled graphs were not built for (another height or
-    width than the square probe's, e.g. an upload that is not square) runs eagerly instead of
-    waiting a minute for a new graph. Only :meth:`Network.compile` compiles. (The stance is made
-    per call: creating it already sets it, and leaving restores the one before.)"""
-    return torch.compiler.set_stance("eager_on_recompile")
+#: Where compiled artefacts are kept unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "clustercam" / "inductor"
 _counter = threading.local()
+
+
+def configure_cache() -> str:
+    """Point inductor's cache at :data:`DEFAULT_CACHE_DIR` unless ``TORCHINDUCTOR_CACHE_DIR`` is
+    set. Must run before torch is first imported (torch fixes the folder then); the package does
+    it on import. Returns the folder in use."""
+    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DEFAULT_CACHE_DIR))
+
+
+def cache_dir() -> Path | None:
+    """The folder inductor writes its artefacts to, when one is set."""
+    folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    return Path(folder) if folder else None
 
 
 def forward_images() -> int:
@@ -88,175 +104,272 @@ def channels_last_wanted() -> bool:
 
 def compiler_available() -> bool:
     """``torch.compile`` can run here: inductor needs a C++ compiler on the CPU."""
-    import shutil
-
     if not hasattr(torch, "compile"):
         return False
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
 
 
-def _use_persistent_cache() -> None:
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "clustercam" / "inductor"))
+def without_hooks(model: nn.Module) -> nn.Module:
+    """``model`` with every forward, pre-forward and backward hook of its modules removed (in place;
+    used on private copies, which may have been taken while a request had a hook registered)."""
+    for module in model.modules():
+        for hooks in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                      "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+                      "_backward_pre_hooks"):
+            table = getattr(module, hooks, None)
+            if table is not None:
+                table.clear()
+    return model
+
+
+def _broken_artefacts(message: str, folder: Path | None) -> list[Path]:
+    """Files named in a failure's message that lie in the cache folder (e.g. a truncated ``.so``)."""
+    if folder is None:
+        return []
+    found = []
+    for text in re.findall(r"(/[^\s:'\"]+)", message):
+        path = Path(text)
+        if path.is_file() and folder.resolve() in path.resolve().parents:
+            found.append(path)
+    return found
+
+
+def _shared_default(folder: Path) -> bool:
+    """Whether ``folder`` is inductor's own default in the system's temporary folder (other
+    programs' artefacts live there too: never removed as a whole)."""
+    return folder.name.startswith("torchinductor") and folder.resolve().parent == Path(os.environ.get("TMPDIR", "/tmp")).resolve()
+
+
+def evict(message: str) -> list[str]:
+    """Remove what made a compilation fail to load its cache. A message that names a file in the
+    cache folder (a truncated ``.so``: a server killed while writing it) means the folder cannot be
+    trusted: it is removed as a whole (one file at a time would take one failed build each), except
+    inductor's shared default folder, of which only the named files go. A failure that names no
+    cached file evicts nothing. Returns what was removed."""
+    folder = cache_dir()
+    if folder is None or not folder.exists():
+        return []
+    files = _broken_artefacts(message, folder)
+    if not files:
+        return []
+    if _shared_default(folder):
+        for path in files:
+            path.unlink(missing_ok=True)
+        return [str(path) for path in files]
+    shutil.rmtree(folder, ignore_errors=True)
+    return [str(folder)]
 
 
 class Network:
     """A classifier's forward passes, eager until compiled graphs are ready (see the module doc).
 
     Args:
-        model: the network in eval mode.
-        input_size: side of the square probe batch used to check compiled graphs.
-        channels_last: store the weights and feed the inputs in the channels-last layout
-            (faster convolutions on CPUs and tensor cores; identical results up to rounding).
+        model: the network in eval mode; in the channels-last layout already when ``channels_last``
+            (:func:`clustercam.load_model` converts it when it loads it: a ``Network`` never
+            changes the model it is given).
+        input_size: side of the square inputs the compiled graphs are built and used for.
+        channels_last: feed the inputs in the channels-last layout (faster convolutions on CPUs and
+            tensor cores; identical results up to rounding).
     """
 
     def __init__(self, model: nn.Module, input_size: int = 224, *, channels_last: bool | None = None):
         self.model = model
         self.input_size = int(input_size)
         self.channels_last = channels_last_wanted() if channels_last is None else bool(channels_last)
-        if self.channels_last:
-            with torch.inference_mode(False):  # weights stay ordinary tensors (gradient methods)
-                model.to(memory_format=torch.channels_last)
-        parameter = next(model.parameters(), None)
-        if parameter is not None and parameter.device.type == "cuda":
-            # fixed input sizes: let cuDNN pick the fastest convolution algorithms once. Mixed
-            # precision stays off: bfloat16 moved logits by up to 0.18 on this model.
-            torch.backends.cudnn.benchmark = True
         self.observers: list[Callable[[int], None]] = []
-        self._classifier: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self._layers: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {}
+        self._graphs: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {}
         self._lock = threading.Lock()
-        self._private: nn.Module = model
         self._thread: threading.Thread | None = None
         self.compile_seconds: float | None = None
         self.compile_error: str | None = None
+        #: Packages or cache folders evicted after a failed load or build (then built once more).
+        self.evicted: list[str] = []
+        #: Graphs loaded and checked.
+        self.graphs_built = 0
+        #: Calls served by each path (``compiled`` graphs or the ``eager`` model).
+        self.calls = {"compiled": 0, "eager": 0}
 
     # ---- calls -------------------------------------------------------------------------
 
-    def _count(self, batch: int) -> None:
+    def _count(self, batch: int, path: str) -> None:
         for check in getattr(_counter, "checks", ()):
             check(batch)
         _counter.images = forward_images() + batch
+        self.calls[path] += 1
         for observer in list(self.observers):
             observer(batch)
 
     def _layout(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last and inputs.dim() == 4 else inputs
 
+    def _fits(self, inputs: torch.Tensor) -> bool:
+        """Whether the compiled graphs take this input: square, the model's size, float32, at most
+        :data:`~clustercam.compiled.MAX_BATCH` images, no gradient wanted."""
+        return (inputs.dim() == 4 and tuple(inputs.shape[-2:]) == (self.input_size, self.input_size)
+                and inputs.dtype == torch.float32 and 1 <= inputs.shape[0] <= MAX_BATCH and not torch.is_grad_enabled())
+
     def eager(self, inputs: torch.Tensor) -> torch.Tensor:
         """The model itself (hooks and gradients work)."""
-        self._count(int(inputs.shape[0]))
+        self._count(int(inputs.shape[0]), "eager")
         return self.model(self._layout(inputs))
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch with no gradient: the compiled classifier when ready."""
-        compiled = self._classifier
-        if compiled is None or torch.is_grad_enabled():
+        """Logits of a batch with no gradient: a compiled graph's when one is ready for this input."""
+        graph = next(iter(self._graphs.values()), None)
+        if graph is None or not self._fits(inputs):
             return self.eager(inputs)
-        self._count(int(inputs.shape[0]))
-        with torch.inference_mode(), _serving():
-            return compiled(self._layout(inputs))
+        self._count(int(inputs.shape[0]), "compiled")
+        with torch.inference_mode():
+            return graph(self._layout(inputs))["logits"]
 
     __call__ = logits
 
     def layer_and_logits(self, layer: str, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(feature maps of layer, logits)`` from one compiled graph, or None (not compiled for
-        this layer yet: the caller captures the layer with a hook on :meth:`eager`)."""
-        compiled = self._layers.get(layer)
-        if compiled is None or torch.is_grad_enabled():
+        """``(feature maps of layer, logits)`` from one compiled graph, or None (no graph for this
+        layer or input: the caller captures the layer with a hook on :meth:`eager`)."""
+        graph = self._graphs.get(layer)
+        if graph is None or not self._fits(inputs):
             return None
-        self._count(int(inputs.shape[0]))
-        with torch.inference_mode(), _serving():
-            out = compiled(self._layout(inputs))
+        self._count(int(inputs.shape[0]), "compiled")
+        with torch.inference_mode():
+            out = graph(self._layout(inputs))
         return out["layer"], out["logits"]
 
     @property
     def compiled(self) -> bool:
-        return self._classifier is not None
+        return bool(self._graphs)
 
     def compiled_layers(self) -> list[str]:
-        return list(self._layers)
+        return [layer for layer in self._graphs if layer]
+
+    @property
+    def compiling(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> dict:
+        """What the app's ``/status`` reports of this network."""
+        return {
+            "compiled": self.compiled, "compiled_layers": self.compiled_layers(), "compiling": self.compiling,
+            "compile_seconds": None if self.compile_seconds is None else round(self.compile_seconds, 1),
+            "compile_error": self.compile_error, "graphs_built": self.graphs_built, "calls": dict(self.calls),
+            "evicted": list(self.evicted),
+        }
 
     # ---- compilation -------------------------------------------------------------------
 
-    def compile(self, layers: list[str] | tuple[str, ...] = (), *, background: bool = False) -> threading.Thread | None:
-        """Compile the classifier and ``layers`` (feature maps + logits), checked against the
-        eager model; with ``background``, in a daemon thread (calls stay eager meanwhile).
+    def compile(
+        self, layers: list[str] | tuple[str, ...] = (), *, background: bool = False,
+        lock: threading.Lock | None = None, thread_setup: Callable[[], None] | None = None,
+        timeout: float | None = None,
+    ) -> threading.Thread | None:
+        """Build or find, load and check a graph for each of ``layers`` (feature maps + logits; no
+        layer: the logits alone); with ``background``, in a daemon thread (calls stay eager
+        meanwhile).
 
-        Does nothing where compilation is turned off or no compiler is available. Returns the
-        thread when ``background``.
+        ``lock`` is held while the private reference copy is taken (the lock requests hold around
+        network work on this model); ``thread_setup`` runs first in the compiling thread (e.g. to
+        lower its priority); ``timeout`` bounds each build. Does nothing where compilation is
+        turned off or no compiler is available. Returns the thread when ``background``.
         """
         if not compile_wanted() or not compiler_available():
             self.compile_error = "compilation is turned off or no C++ compiler is available"
             return None
+
+        def work() -> None:
+            if thread_setup is not None:
+                thread_setup()
+            self._compile_all(list(layers) or [""], lock, timeout)
+
         if background:
-            self._thread = threading.Thread(target=self._compile_all, args=(list(layers),), name="compile", daemon=True)
+            self._thread = threading.Thread(target=work, name="compile", daemon=True)
             self._thread.start()
             return self._thread
-        self._compile_all(list(layers))
+        work()
         return None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a background compilation; True when the classifier is compiled."""
+        """Wait for a background compilation; True when a graph is ready."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.compiled
 
-    def _compile_all(self, layers: list[str]) -> None:
+    def _compile_all(self, layers: list[str], lock: threading.Lock | None, timeout: float | None) -> None:
         start = time.perf_counter()
-        _use_persistent_cache()
-        try:
-            with self._lock:
-                # Graphs are traced from a private copy: hooks that other threads put on the
-                # served model meanwhile (a method capturing a layer) must not be traced into them.
-                self._private = copy.deepcopy(self.model)
-                self._classifier = self._checked(self._compile_classifier(), layer=None)
-                for layer in layers:
-                    self._layers[layer] = self._checked(self._compile_layer(layer), layer=layer)
-        except Exception as error:  # a compiler failure must never take the eager path down
-            self._classifier, self._layers = None, {}
-            self.compile_error = f"{type(error).__name__}: {error}"
-            log.warning("torch.compile failed, running eagerly: %s", self.compile_error)
+        with self._lock:
+            reference: nn.Module | None = None
+            for layer in layers:
+                try:
+                    if reference is None:
+                        reference = self._private_copy(lock)
+                    self._graphs[layer] = self._graph(layer, reference, timeout)
+                    self.graphs_built += 1
+                except Exception as error:  # a compiler failure must never take the eager path down
+                    self.compile_error = f"{type(error).__name__}: {error}"
+                    log.warning("Compiling %s failed, running eagerly: %s", layer or "the classifier", self.compile_error)
         self.compile_seconds = time.perf_counter() - start
 
-    def _compile_classifier(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return torch.compile(self._private, dynamic=None)
+    def _graph(self, layer: str, reference: nn.Module, timeout: float | None) -> Callable:
+        """The checked graph of ``layer``: built when missing, evicted and built once more when it
+        cannot be loaded or its build tripped on a broken cache artefact."""
+        device = next(self.model.parameters()).device
+        path = package_path(self.model, layer, self.input_size, self.channels_last, device)
+        for attempt in (1, 2):
+            if not path.is_file():
+                try:
+                    build(self.model, layer, self.input_size, self.channels_last, path, timeout=timeout)
+                except CompileError as error:
+                    evicted = evict(str(error)) if attempt == 1 else []
+                    if not evicted:
+                        raise
+                    self.evicted += evicted
+                    log.warning("Evicted %s from the compile cache after: %s; building again", ", ".join(evicted), error)
+                    continue
+            try:
+                graph = load(path)
+                self._check(graph, reference, layer)
+                return graph
+            except CompileMismatch:
+                raise
+            except Exception as error:
+                if attempt == 2:
+                    raise
+                path.unlink(missing_ok=True)
+                self.evicted.append(str(path))
+                log.warning("The compiled graph %s could not be loaded (%s: %s); evicted, building again",
+                            path.name, type(error).__name__, error)
+        raise CompileError(f"no usable graph for {layer or 'the classifier'}")
 
-    def _compile_layer(self, layer: str) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-        from timm.models import create_feature_extractor
-        from timm.models._features_fx import get_graph_node_names
+    def _private_copy(self, lock: threading.Lock | None) -> nn.Module:
+        """A deep copy of the model, taken under ``lock``, without hooks: the eager reference."""
+        with lock or nullcontext():
+            private = copy.deepcopy(self.model)
+        return without_hooks(private).eval()
 
-        _, nodes = get_graph_node_names(self._private)
-        graph = create_feature_extractor(self._private, return_nodes={layer: "layer", nodes[-1]: "logits"})
-        graph.eval()
-        return torch.compile(graph, dynamic=None)
+    def _check(self, graph: Callable, reference: nn.Module, layer: str) -> None:
+        """Keep ``graph`` only if its logits (and feature maps) match the eager ``reference`` on
+        probe batches of 1 and 3 (the reference is a private copy: a probe on the served model
+        would run beside, and be captured by, the requests served meanwhile)."""
+        from .hooks import LayerCapture
 
-    def _checked(self, compiled: Callable, layer: str | None) -> Callable:
-        """Run ``compiled`` on probe batches of 1 and 3 (compiling both shapes) and keep it only if
-        its logits (and feature maps) match the eager model's. The eager reference is the private
-        copy (the same weights): a probe pass or hook on the served model would run beside, and
-        be captured by, the requests served meanwhile."""
-        reference = self._private
         device = next(self.model.parameters()).device
         generator = torch.Generator().manual_seed(0)
         for batch in (1, 3):
-            probe = torch.randn(batch, 3, self.input_size, self.input_size, generator=generator).to(device)
-            if batch > 1:
-                torch._dynamo.mark_dynamic(probe, 0)
+            probe = self._layout(torch.randn(batch, 3, self.input_size, self.input_size, generator=generator).to(device))
             with torch.inference_mode():
-                got = compiled(self._layout(probe))
-                logits = got["logits"] if isinstance(got, dict) else got
-                if layer is None:
-                    expected = reference(self._layout(probe))
-                else:
-                    from .hooks import LayerCapture
-
+                got = graph(probe)
+                if layer:
                     with LayerCapture(reference, layer) as capture:
-                        expected = reference(self._layout(probe))
+                        expected = reference(probe)
                         maps = capture.activations
                     gap = float((got["layer"] - maps).abs().max())
                     if gap > TOLERANCE:
-                        raise RuntimeError(f"compiled feature maps of {layer} differ from eager ones by {gap:.2e}")
-            gap = float((logits - expected).abs().max())
+                        raise CompileMismatch(f"compiled feature maps of {layer} differ from eager ones by {gap:.2e}")
+                else:
+                    expected = reference(probe)
+            gap = float((got["logits"] - expected).abs().max())
             if gap > TOLERANCE:
-                raise RuntimeError(f"compiled logits differ from eager ones by {gap:.2e}")
-        return compiled
+                raise CompileMismatch(f"compiled logits differ from eager ones by {gap:.2e}")
+
+
+class CompileMismatch(RuntimeError):
+    """A compiled graph answered differently from the eager model (it is not used)."""

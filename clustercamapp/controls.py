@@ -26,6 +26,7 @@ from clustercam.methods.presets import SPECTRAL_OPTIONS, preset_options
 from clustercam.zoo import ModelSpec, WeightsUnavailableError
 
 from . import drawing
+from .checks import expect_text, named, named_image, refused
 from .common import user_errors
 from .components import library_checked
 from .engine import get_model, model_choices
@@ -103,10 +104,10 @@ def build_controls(spec: ModelSpec) -> Controls:
     controls (unrendered), for the default model ``spec``."""
     preset = PRESETS[DEFAULT_PRESET]
     with gr.Column(scale=4, min_width=320, elem_id="settings-column"):
-        image = library_checked(gr.Image(
+        image = named_image(library_checked(gr.Image(
             type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], label="Image",
             height=260, elem_id="input-image",
-        ))
+        )))
         explain = gr.Button("Explain", variant="primary", size="lg", elem_id="explain-btn")
         with gr.Column(elem_id="examples") as examples_slot:
             pass  # the Explain tab puts its cached examples here
@@ -159,6 +160,11 @@ def build_controls(spec: ModelSpec) -> Controls:
         choices=list(render.CMAPS), value=render.DEFAULT_CMAP, label="Colormap",
         info="viridis is perceptually uniform; jet as in older CAM papers", elem_id="colormap", render=False,
     )
+    for name, component in (("model", model), ("layer", layer), ("preset", preset_menu), ("q", q), ("clustering", clustering),
+                            ("n_eigenvectors", n_eigenvectors), ("sigma", sigma), ("theta", theta), ("similarity", similarity),
+                            ("normalize_rows", normalize_rows), ("seed", seed), ("beta", beta), ("target", target),
+                            ("colormap", colormap)):
+        named(component, name)  # a value Gradio's preprocessing refuses names its parameter
     controls = Controls(
         image=image, explain=explain, examples_slot=examples_slot, model=model, layer=layer, preset=preset_menu,
         q=q, clustering=clustering, n_eigenvectors=n_eigenvectors, sigma=sigma, theta=theta, similarity=similarity,
@@ -172,7 +178,11 @@ def build_controls(spec: ModelSpec) -> Controls:
 def layers(model: str) -> tuple[str, list[dict[str, Any]]]:
     """/layers → (the model's default layer, its explainable layers as rows: name, kind,
     channels, height, width)."""
-    spec = get_model(model)
+    name = expect_text(model, "model", empty=False)
+    try:
+        spec = get_model(name)
+    except ValueError as error:
+        raise refused("model", model, str(error)) from None
     rows = [
         {"name": info.name, "kind": info.kind, "channels": info.channels, "height": info.height, "width": info.width}
         for info in spec.layers()

@@ -31,13 +31,16 @@ size to a per-thread counter (:func:`forward_images`); a handler reads it before
 report the network passes its own request made (Gradio runs each request's handler in one
 worker thread).
 
-**Compiling.** Each loaded model is compiled in a background thread (the classifier and its
-default layer, :meth:`clustercam.network.Network.compile`); requests run eagerly until the
-compiled graphs have been checked against the eager model, so start-up never waits for it.
+**Compiling.** Each loaded model is compiled in a background thread at the lowest CPU priority
+(the classifier and its default layer, :meth:`clustercam.network.Network.compile`, from a copy
+taken under the model's lock); requests run eagerly until the compiled graphs have been checked
+against the eager model, so start-up never waits for it. :func:`status` (``/status``) says
+whether each model's graphs are built and how many calls they served.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -160,14 +163,49 @@ def model_choices() -> list[tuple[str, str]]:
     return choices
 
 
+#: Models loaded so far, by name (what /status reports).
+LOADED: dict[str, ModelSpec] = {}
+#: Set once the example explanations are in the cache (:func:`clustercamapp.tabs.explain.warm_examples`).
+EXAMPLES_READY = threading.Event()
+STARTED = time.monotonic()
+#: CPU priority (nice) of the background threads: compilation and the examples' warm-up.
+BACKGROUND_NICE = int(os.environ.get("CLUSTERCAM_APP_BACKGROUND_NICE", 19))
+
+
+def background_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread has its own nice value), so that
+    compiling and warming up yield the cores to requests; children it starts (the C++ compiler)
+    inherit it. A no-op where it is not permitted."""
+    if BACKGROUND_NICE and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
+def requests_in_flight() -> int:
+    """Explain-lane requests being served now (background work waits while there are any)."""
+    with _guard:
+        return _in_flight[0]
+
+
 @functools.lru_cache(maxsize=len(MODELS))
 def _load(name: str) -> ModelSpec:
     spec = load_model(name)
     spec.layers()  # the probe pass that lists the layers, done once here
     if COMPILE_IN_BACKGROUND:
-        # compiled graphs of the classifier and the default layer; served eagerly until ready
-        spec.network.compile([spec.default_layer], background=True)
+        # compiled graphs of the classifier and the default layer, built from a copy taken under
+        # the model's lock by a niced thread; served eagerly until ready
+        spec.network.compile([spec.default_layer], background=True, lock=model_lock(name), thread_setup=background_priority)
+    LOADED[name] = spec
     return spec
+
+
+def status() -> dict[str, Any]:
+    """/status: each loaded model's compiled graphs, whether the examples are ready, uptime."""
+    return {
+        "models": {name: {"device": str(spec.device), **spec.network.status()} for name, spec in list(LOADED.items())},
+        "examples_ready": EXAMPLES_READY.is_set(),
+        "uptime_s": round(time.monotonic() - STARTED, 1),
+    }
 
 
 def get_model(name: str) -> ModelSpec:

@@ -23,6 +23,7 @@ from clustercam.methods.cognition import check_beta
 from clustercam.methods.presets import PRESETS, preset_name
 from clustercam.zoo import DEFAULT_MODEL, ModelSpec
 
+from .checks import expect_choice, expect_flag, expect_number, expect_text, expect_whole, refused
 from .common import PROGRESS, UserError
 from .engine import get_model, resolve_layer_name
 
@@ -47,38 +48,34 @@ SETTING_DEFAULTS: dict[str, Any] = {
 SETTING_NAMES = tuple(SETTING_DEFAULTS)
 
 
-def whole(value: float | int | str | None, what: str, minimum: int | None = None) -> int:
-    """A slider's float (or an API caller's number) as an int, refusing fractions."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a whole number; got {value!r}.") from None
-    if not number.is_integer():
-        raise ValueError(f"{what} must be a whole number; got {value}.")
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{what} must be at least {minimum}; got {int(number)}.")
-    return int(number)
-
-
-def check_preset(preset: str | None) -> str:
+def check_preset(preset: Any) -> str:
     """A preset's canonical name (empty: the default one; old names accepted), refused with the
     list when unknown."""
-    return preset_name(preset or None)
+    text = expect_text(preset, "preset")
+    try:
+        return preset_name(text or None)
+    except ValueError as error:
+        raise refused("preset", preset, str(error)) from None
 
 
-def checked_beta(beta: float | None) -> float:
+def checked_beta(beta: Any) -> float:
     """β of a redraw: a number in ``[0, 1]`` (None is a mistake here, not "the preset's")."""
-    if beta is None:
-        raise ValueError("β is missing; give a number between 0 and 1.")
-    return check_beta(beta)
+    return check_beta(expect_number(beta, "beta", minimum=0.0, maximum=1.0))
 
 
-def check_colormap(colormap: str | None) -> str:
-    if not colormap:
-        return render.DEFAULT_CMAP
-    if colormap not in render.CMAPS:
-        raise ValueError(f"Unknown colormap {colormap!r}; choose from {', '.join(render.CMAPS)}.")
-    return colormap
+def check_colormap(colormap: Any) -> str:
+    return expect_choice(colormap, "colormap", render.CMAPS, empty=True) or render.DEFAULT_CMAP
+
+
+def check_target(target: Any) -> str:
+    """The class field: "" (top-1), a class index (a whole number or its text) or a class name."""
+    if isinstance(target, int) and not isinstance(target, bool):
+        return str(target)
+    return expect_text(target, "target")
+
+
+#: Largest seed (torch generators take 64 bits; a person never needs more than this).
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -108,37 +105,45 @@ class Settings:
 
     @classmethod
     def parse(cls, **values: Any) -> Settings:
-        """From the controls' values (names of :data:`SETTING_NAMES`; missing ones take defaults)."""
+        """From the controls' values (names of :data:`SETTING_NAMES`; missing ones take defaults).
+        Every value is checked by kind: a mistake raises ``ValueError`` naming the parameter and
+        what it accepts (:mod:`clustercamapp.checks`)."""
         unknown = set(values) - set(SETTING_NAMES)
         if unknown:
             raise TypeError(f"Unknown settings: {', '.join(sorted(unknown))}.")
         v = {**SETTING_DEFAULTS, **{k: value for k, value in values.items() if value is not None}}
         preset = check_preset(v["preset"])
         chosen = PRESETS[preset]
-        q = whole(v["q"] if v["q"] is not None else chosen["q"], "Q")
-        beta_value = v["beta"] if v["beta"] is not None else chosen["beta"]
-        clustering = v["clustering"] or chosen.get("clustering", "kmeans")
-        if clustering not in ("kmeans", "spectral"):
-            raise ValueError(f"Clustering must be 'kmeans' or 'spectral'; got {clustering!r}.")
+        q = expect_whole(v["q"] if v["q"] is not None else chosen["q"], "q", minimum=2)
+        beta = expect_number(v["beta"] if v["beta"] is not None else chosen["beta"], "beta", minimum=0.0, maximum=1.0)
+        clustering = expect_choice(v["clustering"], "clustering", ("kmeans", "spectral"), empty=True)
+        clustering = clustering or chosen.get("clustering", "kmeans")
         options: dict[str, Any] = {
-            "preset": preset, "q": q, "clustering": clustering, "seed": whole(v["seed"], "The seed", 0),
+            "preset": preset, "q": q, "clustering": clustering,
+            "seed": expect_whole(v["seed"], "seed", minimum=0, maximum=MAX_SEED),
         }
-        spectral: dict[str, Any] = {"sigma": float(v["sigma"]), "theta": float(v["theta"])}
-        k = whole(v["n_eigenvectors"], "K (eigenvectors)", 0)
+        spectral: dict[str, Any] = {
+            "sigma": expect_number(v["sigma"], "sigma", positive=True),
+            "theta": expect_number(v["theta"], "theta", minimum=0.0, maximum=1.0),
+        }
+        k = expect_whole(v["n_eigenvectors"], "n_eigenvectors", minimum=0, maximum=4096)
         if k > 0:
             spectral["n_eigenvectors"] = k
-        if v["similarity"]:
-            if v["similarity"] not in SIMILARITIES:
-                raise ValueError(f"The similarity must be one of {', '.join(SIMILARITIES)}; got {v['similarity']!r}.")
-            spectral["similarity"] = v["similarity"]
-        if v["normalize_rows"] is not None:
-            spectral["normalize_rows"] = bool(v["normalize_rows"])
+        similarity = expect_choice(v["similarity"], "similarity", SIMILARITIES, empty=True)
+        if similarity:
+            spectral["similarity"] = similarity
+        rows = expect_flag(v["normalize_rows"], "normalize_rows")
+        if rows is not None:
+            spectral["normalize_rows"] = rows
         if clustering == "spectral":
             options.update(spectral)
+        image = v["image"]
+        if image is not None and not isinstance(image, str):
+            raise refused("image", image)
         return cls(
-            image=v["image"] or None, model=str(v["model"]), layer=str(v["layer"] or ""),
-            beta=check_beta(float(beta_value)), target=str(v["target"] or "").strip(),
-            colormap=check_colormap(v["colormap"]), options=options, spectral=spectral,
+            image=image or None, model=expect_text(v["model"], "model", empty=False), layer=expect_text(v["layer"], "layer"),
+            beta=check_beta(beta), target=check_target(v["target"]), colormap=check_colormap(v["colormap"]),
+            options=options, spectral=spectral,
         )
 
     def with_options(self, **changes: Any) -> Settings:
@@ -150,15 +155,21 @@ class Settings:
         return self.with_options(clustering="spectral", **self.spectral, **changes)
 
     def spec(self) -> ModelSpec:
-        """The model, loaded once (``ValueError`` for a name the app does not offer)."""
-        return get_model(self.model)
+        """The model, loaded once (``ValueError`` naming the parameter for a name the app does not offer)."""
+        try:
+            return get_model(self.model)
+        except ValueError as error:
+            raise refused("model", self.model, str(error)) from None
 
     def layer_name(self, spec: ModelSpec) -> str:
-        return resolve_layer_name(spec, self.layer)
+        try:
+            return resolve_layer_name(spec, self.layer)
+        except ValueError as error:
+            raise refused("layer", self.layer, str(error)) from None
 
     def target_index(self, spec: ModelSpec) -> int | None:
         """The class to explain (None: the top-1 prediction)."""
-        return spec.class_index(self.target) if self.target else None
+        return class_of(spec, self.target)
 
     def image_bytes(self) -> tuple[bytes, str]:
         """``(file bytes, name stem)`` of the uploaded image; the bytes go to
@@ -169,6 +180,17 @@ class Settings:
         if not file.is_file():
             raise ImageError(f"No image file at {file.name}; please upload it again.")
         return file.read_bytes(), file.stem
+
+
+def class_of(spec: ModelSpec, target: Any) -> int | None:
+    """A class index from the class field ("" or None: the top-1 prediction), refused naming ``target``."""
+    text = check_target(target)
+    if not text:
+        return None
+    try:
+        return spec.class_index(text)
+    except ValueError as error:
+        raise refused("target", target, str(error)) from None
 
 
 def takes_settings(*own: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

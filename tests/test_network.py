@@ -1,8 +1,10 @@
 """Faster network work that changes no result: compiled graphs, channels-last, inference mode.
 
-The compiled graphs (the classifier, and ``bn2``'s feature maps with the logits from one graph)
-are built once for this module (about a minute of CPU the first time; inductor's cache makes
-later runs quick) and every method's heatmap is compared with the eager model's.
+The compiled graph (``bn2``'s feature maps and the logits, an ahead-of-time package) is built once
+(a minute or two of CPU in a process of its own the first time; later runs load the package from
+``~/.cache/clustercam``) and every method's heatmap is compared with the eager model's. This
+module runs with compilation on (the rest of the suite runs eagerly; ``tests/test_startup.py``
+runs the whole app as served).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 import clustercam
+from clustercam import network as network_module
 from clustercam.methods import ClusterCAM, GradCAM, GroupCAM, ScoreCAM
 from clustercam.network import Network, compiler_available, forward_images
 
@@ -62,22 +65,44 @@ def test_compiled_heatmaps_equal_eager_ones(compiled, eager, images, method, lay
         assert fast.base_index.tolist() == slow.base_index.tolist() and torch.equal(fast.labels, slow.labels)
 
 
-def test_the_compiled_passes_are_counted(compiled, images):
-    assert compiled.network.compiled and compiled.network.compiled_layers() == ["bn2"]
-    before = forward_images()
+def test_the_compiled_graphs_were_built_and_serve_the_calls(compiled, images):
+    """Counters prove it: the graph (bn2's maps and the logits, which also serves the masked passes)
+    was built and checked, and Cluster-CAM's passes went through it (1 layer-and-logits pass + one
+    batched pass of the Q masked inputs), none through the eager model."""
+    network = compiled.network
+    assert network.compiled and network.compiled_layers() == ["bn2"] and network.graphs_built == 1
+    before, calls = forward_images(), dict(network.calls)
     ClusterCAM(compiled, "bn2", q=4)(images[:1])
     assert forward_images() - before == 1 + 4
+    assert network.calls["compiled"] - calls["compiled"] == 2  # one layer pass, one batched masked pass
+    assert network.calls["eager"] == calls["eager"]
+    status = network.status()
+    assert status["compiled"] and status["compile_error"] is None and not status["compiling"]
 
 
-def test_a_compiled_graph_that_disagrees_is_dropped(monkeypatch, eager):
+def test_a_compiled_graph_that_disagrees_is_dropped(monkeypatch, eager, tmp_path):
     monkeypatch.setenv("CLUSTERCAM_COMPILE", "1")
     network = Network(eager.model, channels_last=False)
-    monkeypatch.setattr(network, "_compile_classifier", lambda: (lambda x: eager.model(x) + 0.01))
+    package = tmp_path / "graph.pt2"
+    package.write_bytes(b"a package")
+    monkeypatch.setattr(network_module, "package_path", lambda *_: package)
+    monkeypatch.setattr(network_module, "load", lambda _: (lambda x: {"logits": eager.model(x) + 0.01}))
     network.compile()
-    assert not network.compiled and "differ" in network.compile_error
+    assert not network.compiled and "differ" in network.compile_error and network.graphs_built == 0
     probe = torch.zeros(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.equal(network.logits(probe), eager.model(probe))  # still answers, eagerly
+    assert network.calls == {"compiled": 0, "eager": 1}
+
+
+def test_the_private_reference_has_no_hook(eager):
+    """A copy taken while a request holds a capture on the served model carries no hook."""
+    from clustercam.hooks import LayerCapture, hook_count
+
+    network = Network(eager.model, channels_last=False)
+    with LayerCapture(eager.model, "bn2"):
+        private = network._private_copy(threading.Lock())
+        assert hook_count(eager.model) == 1 and hook_count(private) == 0
 
 
 def test_compilation_can_be_turned_off(monkeypatch, eager):
@@ -87,12 +112,13 @@ def test_compilation_can_be_turned_off(monkeypatch, eager):
     assert network.layer_and_logits("bn2", torch.zeros(1, 3, 224, 224)) is None
 
 
-def test_channels_last_changes_nothing_but_the_layout(images):
+def test_channels_last_changes_nothing_but_the_layout(images, monkeypatch):
+    monkeypatch.setenv("CLUSTERCAM_CHANNELS_LAST", "0")
     nchw = clustercam.load_model("efficientnet_lite0", device="cpu")
-    nchw._network = Network(nchw.model, nchw.input_size, channels_last=False)
+    monkeypatch.setenv("CLUSTERCAM_CHANNELS_LAST", "1")
     nhwc = clustercam.load_model("efficientnet_lite0", device="cpu")
     assert nhwc.network.channels_last and nhwc.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not nchw.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nchw.network.channels_last and not nchw.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         assert (nhwc.network.logits(images) - nchw.network.logits(images)).abs().max() < 1e-3
     a, b = ClusterCAM(nhwc, q=6)(images), ClusterCAM(nchw, q=6)(images)
@@ -100,12 +126,72 @@ def test_channels_last_changes_nothing_but_the_layout(images):
 
 
 def test_serving_never_compiles_an_input_size_it_has_no_graph_for(compiled, eager, chelsea):
-    """A non-square upload (224×336 here) runs eagerly instead of stalling on a new compilation."""
+    """A non-square upload (224×336 here) runs eagerly: no compilation in the serving process."""
     from torch._dynamo.utils import counters
 
     x = eager.preprocess(chelsea)
     assert tuple(x.shape[-2:]) != (224, 224)
-    graphs = counters["stats"]["unique_graphs"]
+    graphs, calls = counters["stats"]["unique_graphs"], dict(compiled.network.calls)
     fast, slow = ClusterCAM(compiled, "bn2", q=6)(x), ClusterCAM(eager, "bn2", q=6)(x)
     assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled
+    assert compiled.network.calls["compiled"] == calls["compiled"]  # and the graph was not used
     assert (fast.heatmaps - slow.heatmaps).abs().max() <= 1e-4
+
+
+COMPILE_TINY = """
+import json, os, sys
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = sys.argv[1] + "/inductor"
+os.environ["CLUSTERCAM_COMPILE_DIR"] = sys.argv[1]
+os.environ["CLUSTERCAM_COMPILE"] = "1"
+import torch
+from torch import nn
+from clustercam.network import Network
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+network = Network(model, input_size=32, channels_last=False)
+network.compile()
+with torch.inference_mode():
+    network.logits(torch.randn(2, 3, 32, 32))
+print(json.dumps({"compiled": network.compiled, "evicted": network.evicted, "error": network.compile_error,
+                  "calls": network.calls}))
+"""
+
+
+@pytest.mark.slow
+def test_a_truncated_artefact_is_evicted_and_rebuilt_on_the_next_start(tmp_path):
+    """A server killed while compiling leaves a truncated package: the next start evicts it, builds
+    the graph again and serves it (it used to serve eagerly for good)."""
+    import json
+    import subprocess
+    import sys
+
+    def start() -> dict:
+        done = subprocess.run([sys.executable, "-c", COMPILE_TINY, str(tmp_path)], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def truncate(pattern: str) -> int:
+        files = list(tmp_path.rglob(pattern))
+        for path in files:
+            path.write_bytes(path.read_bytes()[:64])  # what a kill in the middle of a write leaves
+        return len(files)
+
+    first = start()
+    assert first["compiled"] and first["evicted"] == [] and first["calls"] == {"compiled": 1, "eager": 0}
+    assert truncate("*.pt2") == 1
+    second = start()
+    assert second["compiled"], second["error"]
+    assert second["evicted"] and second["calls"] == {"compiled": 1, "eager": 0}
+    assert all(path.stat().st_size > 64 for path in tmp_path.rglob("*.pt2"))
+
+
+def test_evict_removes_the_cache_folder_a_failed_build_names(tmp_path, monkeypatch):
+    folder = tmp_path / "inductor"
+    broken = folder / "ab" / "cabc.so"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\x7fELF")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    assert network_module.evict("ImportError: nothing of ours here") == []
+    assert folder.exists()
+    assert network_module.evict(f"ImportError: {broken}: file too short") == [str(folder)]
+    assert not folder.exists()

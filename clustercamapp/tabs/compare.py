@@ -26,6 +26,7 @@ from clustercam.pipeline import explain_image
 from clustercam.zoo import ModelSpec
 
 from .. import files, lanes, style, text
+from ..checks import named, refused
 from ..common import UserError, gpu, user_errors
 from ..controls import Controls
 from ..engine import DISPLAY_SIDE
@@ -54,13 +55,21 @@ def default_methods(device: torch.device, spec: ModelSpec | None = None) -> list
     return fitting
 
 
-def check_methods(methods: Sequence[str] | None) -> list[str]:
+def check_methods(methods: Any) -> list[str]:
+    """The ticked method names: a list of names of :data:`~clustercam.methods.METHODS` (a single
+    name is read as a list of one)."""
+    if isinstance(methods, str):
+        methods = [methods]
+    if methods is not None and not isinstance(methods, (list, tuple)):
+        raise refused("methods", methods)
+    if any(not isinstance(method, str) for method in methods or []):
+        raise refused("methods", methods)
     chosen = [method for method in (methods or []) if method]
     if not chosen:
         raise UserError("Tick at least one method to compare.")
     unknown = [method for method in chosen if method not in METHODS]
     if unknown:
-        raise UserError(f"Unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
+        raise refused("methods", methods, f"unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     return chosen
 
 
@@ -133,10 +142,10 @@ class CompareTab:
     def __init__(self, controls: Controls):
         self.controls = controls
         gr.Markdown(text.COMPARE_NOTE, latex_delimiters=text.LATEX, elem_classes=["note"])
-        self.methods = gr.CheckboxGroup(
+        self.methods = named(gr.CheckboxGroup(
             choices=method_choices(), value=default_methods(controls.spec.device, controls.spec), label="Methods",
             elem_id="compare-methods",
-        )
+        ), "methods")
         with gr.Row():
             self.run = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=3)
             self.stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)

@@ -15,6 +15,7 @@ Listeners (named API endpoints in brackets):
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -29,17 +30,21 @@ from .. import drawing, files, lanes, style, text
 from ..common import gpu, user_errors
 from ..controls import Controls
 from ..engine import (
+    EXAMPLES_READY,
     REDRAW_CONCURRENCY,
     RESULTS,
     TRADEOFF_BETAS,
     CachedExplanation,
+    background_priority,
     explain_cached,
     explaining,
     forward_images,
+    requests_in_flight,
     torch_threads,
 )
-from ..settings import Settings, check_colormap, checked_beta, takes_settings
+from ..settings import Settings, check_colormap, checked_beta, class_of, takes_settings
 
+log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: The example buttons: label (the button's accessible name) and file.
 EXAMPLES = {
@@ -76,11 +81,18 @@ def warm_examples() -> threading.Thread:
     explanation from the cache (the first visitor does not wait for the network)."""
 
     def work() -> None:
+        background_priority()
         for name in EXAMPLES.values():
-            settings = default_settings(str(ASSETS / name))
-            spec = settings.spec()
-            data, stem = settings.image_bytes()
-            explain_cached(data, stem, spec, settings.layer_name(spec), settings.options, tradeoff=True)
+            while requests_in_flight():  # a visitor's request goes first
+                time.sleep(0.05)
+            try:
+                settings = default_settings(str(ASSETS / name))
+                spec = settings.spec()
+                data, stem = settings.image_bytes()
+                explain_cached(data, stem, spec, settings.layer_name(spec), settings.options, tradeoff=True)
+            except Exception:  # one example must not stop the others, nor the server
+                log.exception("Warming up the example %s failed", name)
+        EXAMPLES_READY.set()
 
     thread = threading.Thread(target=work, name="warm-examples", daemon=True)
     thread.start()
@@ -353,7 +365,7 @@ class ExplainTab:
         entry = self._entry(session)
         if entry is None:
             return {self.session: session}
-        wanted = entry.spec.class_index(target) if target and str(target).strip() else None
+        wanted = class_of(entry.spec, target)
         return self._draw(
             entry, {**session, "target": wanted}, everything=True, cached=True,
             passes_before=passes_before, started=started,

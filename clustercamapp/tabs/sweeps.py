@@ -22,10 +22,11 @@ from clustercam.imaging import ImageError
 from clustercam.zoo import LayerInfo, ModelSpec
 
 from .. import drawing, files, lanes, style, text
+from ..checks import expect_whole, named
 from ..common import gpu, user_errors
 from ..controls import Controls
 from ..engine import RESULTS, cache_key, explain_cached, image_digest
-from ..settings import Settings, takes_settings, whole
+from ..settings import Settings, takes_settings
 
 #: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
 SWEEP_Q_VALUES: Sequence[int] = tuple(range(2, 9))
@@ -152,7 +153,7 @@ def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None
     The layers are :func:`sweep_layer_selection` (at most ``max_layers``); each caption gives the
     layer as ``name · kind · channels×height×width``.
     """
-    chosen = sweep_layer_selection(settings.spec(), whole(max_layers, "The number of layers", 1))
+    chosen = sweep_layer_selection(settings.spec(), expect_whole(max_layers, "max_layers", minimum=2))
     variants = [(info.label, info.name, settings) for info in chosen]
     return run_sweep(settings, variants, progress, "Layers", what="This layer sweep",
                      advice="Choose fewer layers or a smaller Q.")
@@ -180,7 +181,7 @@ class SweepsTab:
         self.q_gallery = gr.Gallery(label="Q sweep", elem_id="sweep-q-gallery", **gallery)
         gr.Markdown(text.SWEEP_LAYERS_NOTE, elem_classes=["note"])
         with gr.Row():
-            self.max_layers = gr.Slider(2, 12, value=6, step=1, label="Layers (at most)", elem_id="max-layers")
+            self.max_layers = named(gr.Slider(2, 12, value=6, step=1, label="Layers (at most)", elem_id="max-layers"), "max_layers")
             self.layers_run = gr.Button("Sweep layers", elem_id="sweep-layers-btn")
         self.layers_gallery = gr.Gallery(label="Layer sweep", elem_id="sweep-layers-gallery", **gallery)
         gr.Markdown(text.SWEEP_K_NOTE, elem_classes=["note"])
