@@ -9,8 +9,8 @@ ENV PYTHONUNBUFFERED=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     MPLBACKEND=Agg
 
-# A C++ compiler: torch.compile (inductor) builds the model's CPU kernels with it. Without one the
-# app runs eagerly (see clustercam/network.py).
+# A C++ compiler: AOTInductor builds the model's compiled graph with it. Without one the app runs
+# eagerly (see clustercam/network.py).
 RUN apt-get update && apt-get install -y --no-install-recommends g++ \
     && rm -rf /var/lib/apt/lists/*
 
@@ -19,7 +19,9 @@ RUN useradd -m -u 1000 user
 USER user
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH \
-    TORCH_HOME=/home/user/.cache/torch
+    TORCH_HOME=/home/user/.cache/torch \
+    TORCHINDUCTOR_CACHE_DIR=/home/user/.cache/clustercam/inductor \
+    CLUSTERCAM_COMPILE_DIR=/home/user/.cache/clustercam
 WORKDIR $HOME/app
 
 # 1. CPU wheels of PyTorch (no CUDA libraries: a much smaller image).
@@ -36,6 +38,10 @@ RUN python -c "import torchvision.models as m; [getattr(m, a)(weights='IMAGENET1
 # 4. The application itself (see .dockerignore for what stays out).
 COPY --chown=user . .
 RUN pip install --user --no-deps . && python -c "import clustercam; clustercam.load_model('efficientnet_lite0', device='cpu')"
+
+# 5. The default model's compiled graph, built once here (minutes) so that the server loads it at
+#    start instead of building it while its first visitors wait (same torch, machine and weights).
+RUN python -c "import clustercam; s = clustercam.load_model('efficientnet_lite0', device='cpu'); s.network.compile([s.default_layer]); print(s.network.status()); assert s.network.compiled, s.network.compile_error"
 
 ENV GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860

@@ -38,6 +38,7 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "c
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import gradio as gr
+import torch
 
 from clustercam.zoo import DEFAULT_MODEL, available_models
 from clustercamapp import engine, lanes, style, text
@@ -51,6 +52,8 @@ from clustercamapp.tabs.sweeps import SweepsTab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MAX_FILE_SIZE = os.environ.get("CLUSTERCAM_APP_MAX_FILE_SIZE", "20mb")
+#: Browser and API sessions whose state the server keeps (the oldest go first).
+SESSION_CAPACITY = int(os.environ.get("CLUSTERCAM_APP_SESSIONS", 200))
 
 
 @dataclass
@@ -73,6 +76,9 @@ def launch_options() -> dict[str, Any]:
         "max_file_size": MAX_FILE_SIZE,
         "allowed_paths": [str(ASSETS)],
         "ssr_mode": False,
+        # Gradio keeps each session's copy of the page's components until this many newer
+        # sessions came: memory bounded by a budget, not by the visitors an hour brings
+        "state_session_capacity": SESSION_CAPACITY,
     }
 
 
@@ -117,6 +123,8 @@ def build_demo() -> gr.Blocks:
 
 
 tune_allocator()  # flat memory for a long-running server (see clustercamapp/memory.py)
+if torch.cuda.is_available():  # once, before serving: fixed input sizes, let cuDNN pick its fastest kernels
+    torch.backends.cudnn.benchmark = True
 page = build_page()
 demo = page.demo
 

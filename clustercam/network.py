@@ -4,7 +4,8 @@
 Every forward pass a method makes goes through a :class:`Network`:
 
 - :meth:`Network.logits` — the classifier on a batch (the masked passes of Cluster-CAM,
-  Score-CAM, Group-CAM, the metrics);
+  Score-CAM and Group-CAM; the metrics and ``bench`` take the model itself, ``spec.model``, and
+  stay eager);
 - :meth:`Network.layer_and_logits` — one layer's feature maps *and* the logits from one compiled
   graph (the first pass of a method that needs no gradient: hooks cannot see inside a graph);
 - :meth:`Network.eager` — the model itself, for passes that need hooks or gradients (the gradient
@@ -94,7 +95,11 @@ def before_each_pass(check: Callable[[int], None]) -> Iterator[None]:
 
 
 def compile_wanted() -> bool:
-    """Whether compilation is allowed (``CLUSTERCAM_COMPILE``, default on)."""
+    """Whether compilation is allowed: ``CLUSTERCAM_COMPILE`` (default on), and never on a ZeroGPU
+    Space (``SPACES_ZERO_GPU``: its GPU is attached per call, in a forked worker; it does not
+    support compiled graphs)."""
+    if os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"):
+        return False
     return os.environ.get("CLUSTERCAM_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 

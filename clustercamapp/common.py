@@ -1,4 +1,4 @@
-"""What every handler shares: turning user mistakes into readable ``gr.Error`` toasts, ZeroGPU."""
+"""What every handler shares: turning user mistakes into readable ``gr.Error`` toasts."""
 
 from __future__ import annotations
 
@@ -17,16 +17,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The default of every handler's ``progress`` parameter. Gradio recognises it by its type and
 #: passes a fresh tracker per event; called directly (tests), it does nothing.
 PROGRESS = gr.Progress()
-
-try:  # optional ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated call runs
-    import spaces  # type: ignore[import-not-found]
-
-    gpu: Callable[[F], F] = spaces.GPU
-except ImportError:  # everywhere else: a no-op
-
-    def gpu(fn: F) -> F:
-        return fn
-
 
 class UserError(ValueError):
     """A mistake of the person using the page (no image yet, no method ticked, …)."""

@@ -56,9 +56,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from clustercam.methods import DEFAULT_PRESET, PRESETS, ClusterCAM, ClusterCAMResult
 from clustercam.network import forward_images as network_images
 from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
+
+from .gpu import ON_ZERO_GPU, duration_for, gpu_task
 
 #: Explanations running at once (the explain lane; studies have their own, see
 #: :mod:`clustercamapp.lanes`); cheap redraws get more.
@@ -168,14 +171,14 @@ LOADED: dict[str, ModelSpec] = {}
 #: Set once the example explanations are in the cache (:func:`clustercamapp.tabs.explain.warm_examples`).
 EXAMPLES_READY = threading.Event()
 STARTED = time.monotonic()
-#: CPU priority (nice) of the background threads: compilation and the examples' warm-up.
+#: CPU priority (nice) of the compiling thread (it holds no lock a request needs).
 BACKGROUND_NICE = int(os.environ.get("CLUSTERCAM_APP_BACKGROUND_NICE", 19))
 
 
 def background_priority() -> None:
     """Lower the calling thread's CPU priority (Linux: a thread has its own nice value), so that
-    compiling and warming up yield the cores to requests; children it starts (the C++ compiler)
-    inherit it. A no-op where it is not permitted."""
+    compiling yields the cores to requests; children it starts inherit it. A no-op where it is not
+    permitted. (Never for a thread that holds a lock requests wait for.)"""
     if BACKGROUND_NICE and hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
@@ -250,6 +253,10 @@ class CachedExplanation:
         original_size: ``(width, height)`` of the upload.
         name: a short file-name stem for downloads.
         compute_seconds: wall time of the network work.
+        options: the Cluster-CAM options it was explained with.
+        kept: the class kept on the masked image, per (class, β) (:meth:`kept_confidence`).
+    Every tensor in it is on the CPU (the cache never holds device memory, and a ZeroGPU task
+    returns it from another process).
     """
 
     key: str
@@ -259,6 +266,7 @@ class CachedExplanation:
     original_size: tuple[int, int]
     name: str
     compute_seconds: float
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
     kept: dict[tuple[int, float], float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -274,11 +282,10 @@ class CachedExplanation:
         known = {b: self.kept.get((target, b)) for b in wanted}
         missing = [b for b, value in known.items() if value is None]
         if missing:
-            result = self.explained.result
-            if int(result.targets[0]) != target:
-                result = result.retarget(target)
-            tradeoff = self.explained.method.beta_tradeoff(self.explained.inputs, result, missing)
-            measured = dict(zip(missing, tradeoff.kept[0].tolist(), strict=True))
+            measured = dict(zip(missing, measure_kept(
+                self.spec.name if ON_ZERO_GPU else self.spec, self.explained.layer, self.options,
+                self.explained.inputs, self.explained.result, target, missing,
+            ), strict=True))
             known.update(measured)
             if len(self.kept) > MAX_KEPT:
                 self.kept.clear()
@@ -378,11 +385,12 @@ def explain_cached(
 def _explain(
     key: str, data: bytes, name: str, spec: ModelSpec, layer: str, options: dict[str, Any], *, tradeoff: bool = False,
 ) -> CachedExplanation:
-    """The network work of :func:`explain_cached`; the entry goes into the cache before the
-    caller releases the lock, so a waiting request finds it."""
-    start = time.perf_counter()
-    explained = explain_image(spec, data, layer=layer, **options)
-    seconds = time.perf_counter() - start
+    """The network work of :func:`explain_cached` (:func:`compute_explanation`: in this process,
+    or a ZeroGPU task); the entry goes into the cache before the caller releases the lock, so a
+    waiting request finds it."""
+    computed = compute_explanation(data, spec.name if ON_ZERO_GPU else spec, layer, options, TRADEOFF_BETAS if tradeoff else ())
+    method = ClusterCAM(spec, layer, **options)
+    explained = ImageExplanation(spec, layer, computed.image, computed.prepared, computed.inputs, computed.result, method)
     display = _shrunk(explained.image, DISPLAY_SIDE)
     entry = CachedExplanation(
         key=key,
@@ -391,9 +399,60 @@ def _explain(
         thumbnail=_shrunk(display, TILE_SIDE),
         original_size=explained.image.size,
         name=name,
-        compute_seconds=seconds,
+        compute_seconds=computed.seconds,
+        options=dict(options),
+        kept={(int(computed.result.targets[0]), b): value for b, value in computed.kept.items()},
     )
-    if tradeoff and explained.is_cluster_cam:  # the β curve of the top-1 class, before others see it
-        entry.kept_confidence(int(explained.result.targets[0]), TRADEOFF_BETAS)
     RESULTS.put(entry)
     return entry
+
+
+@dataclass
+class Computed:
+    """What :func:`compute_explanation` hands back: plain data, every tensor on the CPU."""
+
+    result: ClusterCAMResult
+    image: Image.Image
+    prepared: Image.Image
+    inputs: torch.Tensor
+    kept: dict[float, float]
+    seconds: float
+
+
+def explanation_passes(options: dict[str, Any], betas: tuple[float, ...] | list[float] = ()) -> int:
+    """Network passes of one explanation: 1 + Q, and one per β of the kept-confidence curve."""
+    q = options.get("q") or PRESETS[options.get("preset") or DEFAULT_PRESET]["q"]
+    return 1 + int(q) + len(betas)
+
+
+@gpu_task(duration=lambda data, model, layer, options, betas: duration_for(explanation_passes(options, betas)))
+def compute_explanation(
+    data: bytes, model: str | ModelSpec, layer: str, options: dict[str, Any], betas: tuple[float, ...] | list[float],
+) -> Computed:
+    """Explain an image (raw file bytes) with Cluster-CAM for its top-1 class, and measure the class
+    kept on the masked image at each β of ``betas`` (one batched pass). ``model`` is a zoo name (a
+    ZeroGPU task: the worker uses its own copy) or a loaded spec. Pure: nothing here changes
+    the server's state."""
+    spec = model if isinstance(model, ModelSpec) else get_model(model)
+    start = time.perf_counter()
+    explained = explain_image(spec, data, layer=layer, **options)
+    kept: dict[float, float] = {}
+    if betas and explained.is_cluster_cam:
+        tradeoff = explained.method.beta_tradeoff(explained.inputs, explained.result, betas)
+        kept = dict(zip((round(float(b), 4) for b in betas), tradeoff.kept[0].tolist(), strict=True))
+    return Computed(explained.result.to("cpu"), explained.image, explained.prepared, explained.inputs.cpu(), kept,
+                    time.perf_counter() - start)
+
+
+@gpu_task(duration=lambda model, layer, options, inputs, result, target, betas: duration_for(len(betas)))
+def measure_kept(
+    model: str | ModelSpec, layer: str, options: dict[str, Any], inputs: torch.Tensor, result: ClusterCAMResult,
+    target: int, betas: list[float],
+) -> list[float]:
+    """The class ``target`` kept on the input masked by the heatmap at each β (one batched pass),
+    for an explanation computed earlier (``inputs`` and ``result`` on the CPU)."""
+    spec = model if isinstance(model, ModelSpec) else get_model(model)
+    if int(result.targets[0]) != target:
+        result = result.retarget(target)
+    cam = ClusterCAM(spec, layer, **options)
+    return cam.beta_tradeoff(inputs.to(spec.device), result.to(spec.device), betas).kept[0].tolist()

@@ -47,6 +47,7 @@ from clustercam.zoo import ModelSpec
 
 from .common import UserError
 from .engine import NETWORK_CONCURRENCY, get_model, model_lock
+from .gpu import ON_ZERO_GPU, passes_within
 
 ON_GPU = torch.cuda.is_available()
 T = TypeVar("T")
@@ -75,7 +76,7 @@ STUDY_BATCH = max(1, _setting("CLUSTERCAM_APP_STUDY_BATCH", 64 if ON_GPU else 16
 #: Nice value of the study worker threads (Linux; 0 leaves their priority alone).
 STUDY_NICE = max(0, min(19, _setting("CLUSTERCAM_APP_STUDY_NICE", 0 if ON_GPU else 19)))
 #: Network passes (forward + backward, images) one study request may cost.
-STUDY_BUDGET = max(1, _setting("CLUSTERCAM_APP_STUDY_BUDGET", 50_000 if ON_GPU else 400))
+STUDY_BUDGET = max(1, _setting("CLUSTERCAM_APP_STUDY_BUDGET", passes_within() if ON_ZERO_GPU else 50_000 if ON_GPU else 400))
 #: Network passes one session's studies may cost within :data:`SESSION_WINDOW` seconds.
 SESSION_BUDGET = max(1, _setting("CLUSTERCAM_APP_SESSION_BUDGET", 10 * STUDY_BUDGET))
 SESSION_WINDOW = 3600.0

@@ -226,3 +226,12 @@ def takes_settings(*own: str) -> Callable[[Callable[..., Any]], Callable[..., An
         return wrapper
 
     return decorate
+
+
+def listener_arguments(listener: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Settings, dict[str, Any]]:
+    """``(settings, own values)`` of a call to a :func:`takes_settings` listener, parsed as the
+    listener parses them (for a ZeroGPU task's duration, computed from the same arguments)."""
+    bound = inspect.signature(listener).bind(*args, **kwargs)
+    bound.apply_defaults()
+    values = {name: value for name, value in bound.arguments.items() if name != "progress"}
+    return Settings.parse(**{name: values.pop(name) for name in SETTING_NAMES}), values

@@ -117,3 +117,6 @@ TEACH = """## Two objects, one set of clusters
 once; explaining *Egyptian cat* or *espresso* only re-reads the scores of the masked images.
 Press the two buttons and watch which cluster is the base (solid frame) and which the scissors
 (dashed frame)."""
+
+NOTHING_TO_REDRAW = """Nothing to redraw yet: press **Explain**. (If a heatmap is on the page, the server has
+since let go of this page's explanation, as it keeps a bounded number of sessions: press Explain again.)"""

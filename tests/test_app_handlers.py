@@ -220,7 +220,7 @@ def test_recolor_changes_colours_not_the_heatmap(tab, chelsea):
     assert out[tab.session]["colormap"] == "jet" and tab.base_map in out  # the two maps change colour too
     assert np.abs(pixels(out[tab.heatmap]) - pixels(image_path(chelsea[tab.heatmap]))).mean() > 10
     assert np.array_equal(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
-    with pytest.raises(gr.Error, match="Unknown colormap"):
+    with pytest.raises(gr.Error, match="colormap: expects a colormap name"):
         tab.on_recolor("rainbow-unicorn", chelsea[tab.session])
 
 

@@ -68,9 +68,9 @@ def test_beta_one_is_the_base_alone_and_equal_scores_fall_back_to_it():
 # ---- presets -----------------------------------------------------------------------------------
 SPECTRAL = {"similarity": "correlation", "normalize_rows": True}
 WRITTEN = {
-    "eq22": {"q": 8, "beta": 0.9, "clustering": "kmeans", "normalization": "max", "output": "relu",
+    "eq22": {"q": 12, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu",
              "combination": "difference", **SPECTRAL},
-    "spectral": {"q": 8, "beta": 0.9, "clustering": "spectral", "normalization": "max", "output": "relu",
+    "spectral": {"q": 12, "beta": 0.8, "clustering": "spectral", "normalization": "max", "output": "relu",
                  "combination": "difference", **SPECTRAL},
     "discriminative": {"q": 8, "beta": 0.8, "clustering": "kmeans", "normalization": "minmax", "output": "relu",
                        "combination": "difference", **SPECTRAL},
@@ -97,7 +97,7 @@ def test_presets_are_the_values_written_here():
 
 def test_the_default_is_eq22_in_the_library(spec):
     cam = clustercam.ClusterCAM(spec)
-    assert (cam.preset, cam.combination, cam.q, cam.beta) == ("eq22", "difference", 8, 0.9)
+    assert (cam.preset, cam.combination, cam.q, cam.beta) == ("eq22", "difference", 12, 0.8)
     assert cam.cognition.in_paper and cam.cognition.formula == "β·B − (1 − β)·S (eq. 22)"
     gated = clustercam.ClusterCAM(spec, preset="faithful")
     assert gated.preset == "gated" and not gated.cognition.in_paper

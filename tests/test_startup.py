@@ -9,6 +9,7 @@ no traceback. (The rest of the suite runs eagerly; this module runs the app as s
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -57,6 +58,18 @@ def photographs(folder: Path, client: int) -> list[str]:
         crop.save(path, quality=90)
         paths.append(str(path))
     return paths
+
+
+def variant(folder: Path, number: int) -> str:
+    """The ``number``-th new photograph: an example cropped, turned and resized its own way."""
+    image = Image.open(ASSETS / PHOTOS[number % len(PHOTOS)]).convert("RGB")
+    step = number // len(PHOTOS)
+    width, height = image.size
+    image = image.crop((3 * step, 2 * step, width - 2 * step, height - 3 * step)).rotate(90 * (step % 4), expand=True)
+    image = image.resize((image.width * (90 + step % 10) // 100, image.height * (90 + step % 10) // 100))
+    path = folder / f"variant{number}.jpg"
+    image.save(path, quality=90)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +161,49 @@ def test_status_reports_the_compiled_graphs_and_the_examples(started_server):
         time.sleep(2)
         status = Client(url, verbose=False).predict(api_name="/status")
     assert status["examples_ready"]
+
+
+@pytest.fixture(scope="module")
+def bounded_server(tmp_path_factory):
+    """``python app.py`` (eager, a small explanation cache and session capacity, so that both fill
+    within the test); yields (url, process id, folder)."""
+    folder = tmp_path_factory.mktemp("memory")
+    port = free_port()
+    environment = {
+        **os.environ, "CLUSTERCAM_COMPILE": "0", "CLUSTERCAM_APP_CACHE_SIZE": "8", "CLUSTERCAM_APP_SESSIONS": "24",
+        "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    with (folder / "server.log").open("w") as sink:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            wait_for_page(url, process)
+            yield url, process.pid, folder
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_memory_stays_flat_as_new_visitors_come_and_go(bounded_server):
+    """Rounds of 24 new sessions, each explaining a new photograph and moving β: once the caches
+    are full, the server's resident memory stays flat (< 50 MB per round of 24 sessions), because
+    sessions hold a key into bounded caches and the server keeps a bounded number of sessions."""
+    import psutil
+    from gradio_client import Client, handle_file
+
+    url, pid, folder = bounded_server
+    server = psutil.Process(pid)
+    sizes = []
+    for round_number in range(4):
+        for visitor in range(24):
+            path = variant(folder, 24 * round_number + visitor)
+            client = Client(url, verbose=False)
+            client.predict(handle_file(path), api_name="/explain", seed=visitor)
+            client.predict(0.6, api_name="/reweight")
+        sizes.append(server.memory_info().rss / 2**20)
+    print("\nserver RSS after each round of 24 sessions (MB):", [round(size) for size in sizes])
+    growth = [later - earlier for earlier, later in itertools.pairwise(sizes[1:])]  # caches full after round 1
+    assert all(step < 50 for step in growth), sizes

@@ -20,7 +20,7 @@ import inspect
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import TracebackType
 from typing import ClassVar
 
@@ -72,6 +72,15 @@ class CAMResult:
 
     def __len__(self) -> int:
         return self.heatmaps.shape[0]
+
+    def to(self, device: torch.device | str) -> CAMResult:
+        """The same result with every tensor on ``device`` (e.g. ``"cpu"`` to keep or send it)."""
+        moved = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, torch.Tensor):
+                moved[item.name] = value.to(device)
+        return replace(self, **moved)
 
     def target_probabilities(self) -> torch.Tensor:
         return self.probabilities.gather(1, self.targets[:, None]).squeeze(1)

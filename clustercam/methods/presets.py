@@ -37,7 +37,8 @@ SPECTRAL_OPTIONS: dict = {"similarity": "correlation", "normalize_rows": True}
 #: Eq. 17 as printed: the Euclidean distance of two maps in a Gaussian kernel, rows as they are.
 PAPER_SPECTRAL_OPTIONS: dict = {"similarity": "euclidean", "normalize_rows": False}
 
-_EQ22 = {"q": 8, "beta": 0.9, "clustering": "kmeans", "normalization": "max", "output": "relu",
+#: Rule D's choice on the tuning part (docs/benchmarks/tuning-eq22/choice.json).
+_EQ22 = {"q": 12, "beta": 0.8, "clustering": "kmeans", "normalization": "max", "output": "relu",
          "combination": "difference"}
 
 #: name → ClusterCAM options (module docstring).

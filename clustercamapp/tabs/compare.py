@@ -27,10 +27,11 @@ from clustercam.zoo import ModelSpec
 
 from .. import files, lanes, style, text
 from ..checks import named, refused
-from ..common import UserError, gpu, user_errors
+from ..common import UserError, user_errors
 from ..controls import Controls
 from ..engine import DISPLAY_SIDE
-from ..settings import Settings, takes_settings
+from ..gpu import duration_for, gpu_task
+from ..settings import Settings, listener_arguments, takes_settings
 
 #: Columns of the comparison table; Y = p(class | X), O = p(class | X∘H) (see the tab's note).
 COLUMNS = ["method", "time (s)", "forward", "backward", "Y", "O", "drop (%)", "increase"]
@@ -134,8 +135,27 @@ def _compare(
     return gallery, pd.DataFrame(rows, columns=COLUMNS)
 
 
-#: The listener exactly as Gradio calls it: the settings block, then the methods.
-compare_listener = gpu(user_errors(takes_settings("methods")(compare)))
+def compare_passes(settings: Settings, methods: Any) -> int:
+    """The comparison's stated cost in network passes (:func:`clustercamapp.lanes.compare_cost`)."""
+    spec = settings.spec()
+    layer = settings.layer_name(spec)
+    return lanes.compare_cost(spec, layer, check_methods(methods), {**settings.options, "beta": settings.beta}).total
+
+
+_checked_compare = user_errors(takes_settings("methods")(compare))
+
+
+def _compare_seconds(*args: Any, **kwargs: Any) -> int:
+    try:
+        settings, own = listener_arguments(_checked_compare, args, kwargs)
+        return duration_for(compare_passes(settings, own["methods"]))
+    except Exception:  # a request the listener will refuse at once
+        return duration_for(0)
+
+
+#: The listener exactly as Gradio calls it: the settings block, then the methods (on a ZeroGPU
+#: Space, one GPU task declaring the comparison's stated cost).
+compare_listener = gpu_task(duration=_compare_seconds)(_checked_compare)
 
 
 class CompareTab:

@@ -27,7 +27,7 @@ from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
 
 from .. import drawing, files, lanes, style, text
-from ..common import gpu, user_errors
+from ..common import user_errors
 from ..controls import Controls
 from ..engine import (
     EXAMPLES_READY,
@@ -35,10 +35,10 @@ from ..engine import (
     RESULTS,
     TRADEOFF_BETAS,
     CachedExplanation,
-    background_priority,
     explain_cached,
     explaining,
     forward_images,
+    get_model,
     requests_in_flight,
     torch_threads,
 )
@@ -81,7 +81,9 @@ def warm_examples() -> threading.Thread:
     explanation from the cache (the first visitor does not wait for the network)."""
 
     def work() -> None:
-        background_priority()
+        # at normal priority: it holds the model's lock while it explains an example, and a request
+        # waiting for that lock must not wait on a thread the scheduler starves (it yields between
+        # examples instead)
         for name in EXAMPLES.values():
             while requests_in_flight():  # a visitor's request goes first
                 time.sleep(0.05)
@@ -158,8 +160,11 @@ class ExplainTab:
             )
         with gr.Accordion("Two classes side by side (no new forward pass)", open=False, elem_id="two-classes"):
             with gr.Row():
-                self.class_a = gr.Dropdown(choices=[], label="Class A", filterable=True, elem_id="class-a")
-                self.class_b = gr.Dropdown(choices=[], label="Class B", filterable=True, elem_id="class-b")
+                # the 1000 classes are set here and when the model changes, never per explanation:
+                # Gradio keeps a copy of every updated component in each session's state
+                every = drawing.target_choices(c.spec)[1:]
+                self.class_a = gr.Dropdown(choices=every, value=None, label="Class A", filterable=True, elem_id="class-a")
+                self.class_b = gr.Dropdown(choices=every, value=None, label="Class B", filterable=True, elem_id="class-b")
             self.show_both = gr.Button("Show both", elem_id="show-both")
             with gr.Row():
                 self.overlay_a = self._small_image("Class A", "overlay-a")
@@ -222,7 +227,7 @@ class ExplainTab:
             **{image: None for image in self._empty_images()},
             self.clusters: [], self.masked: [], self.scores_table: None, self.summary: None, self.downloads: None,
             self.summary_md: "", self.beta_note: "", self.tradeoff_md: "", c.top5: gr.Radio(choices=[], value=None), c.target: "",
-            self.class_a: gr.Dropdown(choices=[], value=None), self.class_b: gr.Dropdown(choices=[], value=None),
+            self.class_a: None, self.class_b: None,
             self.session: None,
         }
 
@@ -272,7 +277,6 @@ class ExplainTab:
                 chart = files.save_png(drawing.scores_chart(spec, one), folder / "scores.png")
                 tiles = [path for path, _ in clusters + masked] + [chart]
                 choices = drawing.top5_choices(spec, one)
-                every = drawing.target_choices(spec)[1:]
                 second = one.top_classes[1] if len(one.top_classes) > 1 else one.target
                 out.update({
                     self.clusters: clusters, self.masked: masked,
@@ -280,8 +284,7 @@ class ExplainTab:
                     self.scores_table: drawing.scores_table(spec, one),
                     c.top5: gr.Radio(choices=choices, value=str(one.target)),
                     c.target: gr.update(value="" if session["target"] is None else str(session["target"])),
-                    self.class_a: gr.Dropdown(choices=every, value=str(one.target)),
-                    self.class_b: gr.Dropdown(choices=every, value=str(second)),
+                    self.class_a: str(one.target), self.class_b: str(second),
                 })
             passes = forward_images() - passes_before  # this request's: the explanation's and the curve's
             data = drawing.summary_data(entry, result, cached=cached, passes=passes, seconds=time.perf_counter() - started)
@@ -350,8 +353,8 @@ class ExplainTab:
     def _redraw(self, session: Session, **change: Any) -> dict[Any, Any]:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
-        if entry is None:
-            return {self.session: session}  # nothing to redraw (an empty dict would not be read as one)
+        if entry is None:  # nothing explained in this session yet, or the server let the session go
+            return {self.session: session, self.beta_note: text.NOTHING_TO_REDRAW}
         return self._draw(
             entry, {**session, **change}, everything=False, cached=True,
             passes_before=passes_before, started=started,
@@ -393,6 +396,14 @@ class ExplainTab:
             )  # a private listener: the label and alt text can follow the class
         return out
 
+    def class_choices(self, model: str) -> tuple[Any, Any]:
+        """The two-class pickers list the classes of a newly chosen model."""
+        try:
+            every = drawing.target_choices(get_model(model))[1:]
+        except Exception:  # a model that cannot load: the model menu says why and puts the old one back
+            return gr.update(), gr.update()
+        return gr.Dropdown(choices=every, value=None), gr.Dropdown(choices=every, value=None)
+
     def heading(self, session: Session) -> Any:
         """The heatmap's heading: the formula the explanation on screen computed (eq. 22 or a
         variant, read from the explanation). A private step after Explain, so that /explain's
@@ -429,7 +440,7 @@ class ExplainTab:
         network = lanes.EXPLAIN_LANE
         redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
         # The listeners exactly as Gradio calls them (the tests call these too).
-        self.on_explain = gpu(user_errors(takes_settings()(self.explain)))
+        self.on_explain = user_errors(takes_settings()(self.explain))
         self.on_reweight = user_errors(self.reweight)
         self.on_recolor = user_errors(self.recolor)
         self.on_retarget = user_errors(self.retarget)
@@ -451,9 +462,10 @@ class ExplainTab:
         example_outputs = [*self.explain_outputs(), c.image, c.model, c.layer, c.preset, c.q, c.beta, c.clustering, c.colormap]
         for label, button in self.example_buttons.items():
             button.click(
-                gpu(user_errors(self._example_handler(label))), None, example_outputs,
+                user_errors(self._example_handler(label)), None, example_outputs,
                 api_visibility="private", **network,
             ).success(None, js=SCROLL_TO_RESULT).success(**heading)
+        c.model.change(self.class_choices, [c.model], [self.class_a, self.class_b], api_visibility="private", queue=False)
         cleared = self.cleared_outputs()
         c.image.upload(self.cleared, None, cleared, api_visibility="private", queue=False)
         c.image.clear(self.cleared, None, cleared, api_visibility="private", queue=False)

@@ -16,7 +16,7 @@ from clustercam.methods import DEFAULT_BETA
 from clustercam.zoo import DEFAULT_MODEL
 
 from .. import drawing, files, lanes, style, text
-from ..common import gpu, user_errors
+from ..common import user_errors
 from ..controls import Controls
 from ..engine import explain_cached, get_model, torch_threads
 
@@ -85,8 +85,8 @@ class LearnTab:
         self.masked = gr.Gallery(label="Masked images and scores", columns=3, elem_id="teach-masked", **style.GALLERY)
         outputs = [self.overlay, self.clusters, self.masked, self.markdown]
         network = lanes.EXPLAIN_LANE
-        cat.click(gpu(self._for("Egyptian cat")), None, outputs, api_visibility="private", **network)
-        cup.click(gpu(self._for("espresso")), None, outputs, api_visibility="private", **network)
+        cat.click(self._for("Egyptian cat"), None, outputs, api_visibility="private", **network)
+        cup.click(self._for("espresso"), None, outputs, api_visibility="private", **network)
 
     @staticmethod
     def _for(target: str) -> Any:

@@ -23,10 +23,11 @@ from clustercam.zoo import LayerInfo, ModelSpec
 
 from .. import drawing, files, lanes, style, text
 from ..checks import expect_whole, named
-from ..common import gpu, user_errors
+from ..common import user_errors
 from ..controls import Controls
 from ..engine import RESULTS, cache_key, explain_cached, image_digest
-from ..settings import Settings, takes_settings
+from ..gpu import duration_for, gpu_task
+from ..settings import Settings, listener_arguments, takes_settings
 
 #: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
 SWEEP_Q_VALUES: Sequence[int] = tuple(range(2, 9))
@@ -166,10 +167,33 @@ def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[s
     return run_sweep(settings, variants, progress, "K")
 
 
+def sweep_passes(kind: str, settings: Settings, max_layers: Any = 6) -> int:
+    """A sweep's cost in network passes at most (every setting not cached yet): 1 + Q per setting."""
+    q = int(settings.options["q"])
+    if kind == "q":
+        return sum(1 + value for value in SWEEP_Q_VALUES)
+    if kind == "layers":
+        return expect_whole(max_layers, "max_layers", minimum=2) * (1 + q)
+    return len(SWEEP_K_VALUES) * (1 + q)
+
+
+def _sweep_task(kind: str, listener: Any) -> Any:
+    """``listener`` as one GPU task on a ZeroGPU Space, declaring the sweep's cost."""
+
+    def seconds(*args: Any, **kwargs: Any) -> int:
+        try:
+            settings, own = listener_arguments(listener, args, kwargs)
+            return duration_for(sweep_passes(kind, settings, *own.values()))
+        except Exception:  # a request the listener will refuse at once
+            return duration_for(0)
+
+    return gpu_task(duration=seconds)(listener)
+
+
 #: The listeners exactly as Gradio calls them: the settings block (then ``max_layers``).
-sweep_q_listener = gpu(user_errors(takes_settings()(sweep_q)))
-sweep_layers_listener = gpu(user_errors(takes_settings("max_layers")(sweep_layers)))
-sweep_eigenvectors_listener = gpu(user_errors(takes_settings()(sweep_eigenvectors)))
+sweep_q_listener = _sweep_task("q", user_errors(takes_settings()(sweep_q)))
+sweep_layers_listener = _sweep_task("layers", user_errors(takes_settings("max_layers")(sweep_layers)))
+sweep_eigenvectors_listener = _sweep_task("k", user_errors(takes_settings()(sweep_eigenvectors)))
 
 
 class SweepsTab:
