@@ -62,6 +62,7 @@ from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
 from .gpu import ON_ZERO_GPU, duration_for, gpu_task
+from .memory import release_free_memory
 
 #: Explanations running at once (the explain lane; studies have their own, see
 #: :mod:`clustercamapp.lanes`); cheap redraws get more.
@@ -101,7 +102,9 @@ _in_flight = [0]  # explain-lane requests being served (network work, waiting fo
 
 @contextmanager
 def explaining() -> Iterator[None]:
-    """Mark the block as an explain-lane request in flight (see :func:`network_threads`)."""
+    """Mark the block as an explain-lane request in flight (see :func:`network_threads`). The last
+    request to leave gives malloc's free pages back to the system
+    (:func:`~clustercamapp.memory.release_free_memory`)."""
     with _guard:
         _in_flight[0] += 1
     try:
@@ -109,6 +112,9 @@ def explaining() -> Iterator[None]:
     finally:
         with _guard:
             _in_flight[0] -= 1
+            idle = _in_flight[0] == 0
+        if idle:
+            release_free_memory()
 
 
 def network_threads() -> int | None:
