@@ -110,6 +110,8 @@ class ModelSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     offline: bool = False
+    #: the model's memory layout as :func:`load_model` left it (``None``: ask the environment)
+    channels_last: bool | None = None
     _layers: list[LayerInfo] | None = field(default=None, repr=False)
     _network: Network | None = field(default=None, repr=False)
 
@@ -118,7 +120,7 @@ class ModelSpec:
         """The model's forward passes: channels-last, inference mode, compiled once
         :meth:`Network.compile` ran (:mod:`clustercam.network`)."""
         if self._network is None:
-            self._network = Network(self.model, self.input_size)
+            self._network = Network(self.model, self.input_size, channels_last=self.channels_last)
         return self._network
 
     def prepare(self, image: ImageSource) -> Image.Image:
@@ -408,7 +410,8 @@ def load_model(
             module.inplace = False
     model.requires_grad_(False)
     model = model.eval().to(target)
-    if channels_last_wanted():  # faster convolutions on CPUs and tensor cores; same results
+    channels_last = channels_last_wanted()
+    if channels_last:  # faster convolutions on CPUs and tensor cores; same results
         model = model.to(memory_format=torch.channels_last)
 
     input_size, mean, std = entry.input_size, entry.mean, entry.std
@@ -430,6 +433,7 @@ def load_model(
         mean=mean,
         std=std,
         offline=entry.offline,
+        channels_last=channels_last,
     )
     if not spec.default_layer:
         spec.default_layer = _last_non_pooling_layer(model, spec.layers())

@@ -98,6 +98,7 @@ _load_locks: dict[str, threading.Lock] = {}
 #: The cores torch uses by default here.
 CORES = torch.get_num_threads()
 _in_flight = [0]  # explain-lane requests being served (network work, waiting for it, or drawing)
+_last_request_left = [time.monotonic()]  # when the last explain-lane request in flight finished
 
 
 @contextmanager
@@ -113,6 +114,7 @@ def explaining() -> Iterator[None]:
         with _guard:
             _in_flight[0] -= 1
             idle = _in_flight[0] == 0
+            _last_request_left[0] = time.monotonic()
         if idle:
             release_free_memory()
 
@@ -188,6 +190,12 @@ def background_priority() -> None:
     if BACKGROUND_NICE and hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
+def idle_seconds() -> float:
+    """Seconds since the last explain-lane request finished (0 while one is in flight)."""
+    with _guard:
+        return 0.0 if _in_flight[0] else time.monotonic() - _last_request_left[0]
 
 
 def requests_in_flight() -> int:

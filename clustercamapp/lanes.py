@@ -48,6 +48,7 @@ from clustercam.zoo import ModelSpec
 from .common import UserError
 from .engine import NETWORK_CONCURRENCY, get_model, model_lock
 from .gpu import ON_ZERO_GPU, passes_within
+from .memory import release_free_memory
 
 ON_GPU = torch.cuda.is_available()
 T = TypeVar("T")
@@ -266,7 +267,10 @@ class StudyGate:
             finally:
                 with self._lock:
                     self._running -= 1
+                    idle = self._running == 0
                 self._slots.release()
+                if idle:  # a study's batches leave large free blocks behind: hand them back
+                    release_free_memory()
         finally:
             with self._lock:
                 if self._current.get(session) is ticket:

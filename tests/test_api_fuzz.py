@@ -69,30 +69,58 @@ def outcome(client: Client, api_name: str, arguments: dict) -> str | None:
     return None
 
 
-def check(client: Client, api_name: str, base: dict, name: str, problems: list[str]) -> None:
-    for value in WRONG:
+def check(client: Client, api_name: str, base: dict, name: str, problems: list[str], values=WRONG) -> set:
+    """Send each value as ``name``; a refusal must name the parameter in words meant for a person.
+    Returns the values that were refused."""
+    refused = set()
+    for value in values:
         message = outcome(client, api_name, {**base, name: value})
         if message is None:
             continue
+        refused.add(repr(value))
         if f"{name}:" not in message or any(sign in message for sign in INTERNALS):
             problems.append(f"{api_name} {name}={value!r}: {message[:160]}")
+    return refused
 
 
 def new_client(url: str) -> Client:
     return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
 
 
-@pytest.mark.parametrize(("api_name", "own"), [
-    ("/explain", {}), ("/compare", {"methods": ["gradcam"]}), ("/sweep_q", {}), ("/sweep_layers", {"max_layers": 2}),
-    ("/sweep_eigenvectors", {}),
-])
-def test_every_settings_parameter_refuses_wrong_kinds_by_name(server_url, small_image, api_name, own):
-    problems: list[str] = []
-    for name in (*SETTING_NAMES, *own):
-        client = new_client(server_url)  # a session of its own: the studies' session budget never interferes
-        check(client, api_name, {**settings(small_image), **own}, name, problems)
+@pytest.fixture(scope="module")
+def explain_refusals(server_url, small_image) -> tuple[dict[str, set], list[str]]:
+    """/explain with every wrong value of every settings parameter: which it refused, and any refusal
+    that did not name its parameter."""
+    refused, problems = {}, []
+    for name in SETTING_NAMES:
+        refused[name] = check(new_client(server_url), "/explain", settings(small_image), name, problems)
+    return refused, problems
+
+
+def test_explain_refuses_wrong_kinds_by_name(explain_refusals, server_url, small_image):
+    refused, problems = explain_refusals
     assert not problems, "\n".join(problems)
+    # every parameter refuses at least the values of the wrong kind
+    assert all(refused[name] for name in SETTING_NAMES), refused
     assert outcome(new_client(server_url), "/explain", settings(small_image)) is None  # still serving
+
+
+@pytest.mark.parametrize(("api_name", "own"), [
+    ("/compare", {"methods": ["gradcam"]}), ("/sweep_q", {}), ("/sweep_layers", {"max_layers": 2}), ("/sweep_eigenvectors", {}),
+])
+def test_every_study_refuses_what_explain_refuses_by_name(explain_refusals, server_url, small_image, api_name, own):
+    """The studies read the same settings block: each value /explain refused is refused by name here
+    too (the values /explain accepted would only make these studies run, at length)."""
+    refused, _ = explain_refusals
+    problems: list[str] = []
+    for name in SETTING_NAMES:
+        wanted = [value for value in WRONG if repr(value) in refused[name]]
+        got = check(new_client(server_url), api_name, {**settings(small_image), **own}, name, problems, wanted)
+        if got != set(map(repr, wanted)):
+            problems.append(f"{api_name} {name}: accepted {sorted(set(map(repr, wanted)) - got)} that /explain refuses")
+    for name in own:
+        check(new_client(server_url), api_name, {**settings(small_image), **own}, name, problems)
+    assert not problems, "\n".join(problems)
 
 
 def test_redraws_and_layers_refuse_wrong_kinds_by_name(server_url, small_image):

@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
+from clustercamapp.controls import BETA_STEP
+
 from .conftest import ASSETS, ROOT, free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -127,7 +130,6 @@ def in_viewport(page, selector: str) -> bool:
 
 @pytest.mark.parametrize("viewport", [PROJECTOR, PHONE], ids=["projector-1280x720", "phone-390x844"])
 def test_after_explain_the_heatmap_beta_and_class_are_in_view_together(browser, server_url, viewport, tmp_path):
-    from clustercam.methods import DEFAULT_Q
 
     page = open_page(browser, server_url, viewport)
     explain_upload(page, "cat_and_coffee.jpg", DEFAULT_Q)
@@ -165,17 +167,15 @@ def test_keyboard_examples_and_alt_text(browser, server_url):
 
 
 def test_beta_and_class_redraw_and_two_classes_side_by_side(browser, server_url, tmp_path):
-    from clustercam.methods import DEFAULT_BETA
-
     page = open_page(browser, server_url, {"width": 1600, "height": 1000})
-    explain_upload(page, "chelsea.jpg", 8)
+    explain_upload(page, "chelsea.jpg", DEFAULT_Q)
     clusters = captions(page, "#clusters")
     assert sum(" · BASE · " in caption for caption in clusters) == 1 and clusters[0].startswith("cluster 0 · ")
     assert "Explained class: Egyptian cat" in summary(page)
 
     overlay = page.locator("#overlay img").get_attribute("src")
     page.locator("#beta input[type=range]").focus()
-    for _ in range(40):
+    for _ in range(round(0.40 / BETA_STEP)):
         page.keyboard.press("ArrowLeft")
     moved = f"β = {DEFAULT_BETA - 0.40:.2f}"
     page.wait_for_function(f"() => document.querySelector('#summary-md').innerText.includes('{moved}')")
@@ -227,7 +227,7 @@ def test_a_shared_link_reopens_the_explanation_and_a_new_image_clears_it(browser
     second.wait_for_function("() => document.querySelector('#summary-md').innerText.includes('served from the cache')")
     second.locator("#beta input[type=range]").focus()
     second.keyboard.press("ArrowLeft")
-    second.wait_for_function("() => document.querySelector('#summary-md').innerText.includes('β = 0.79')")
+    second.wait_for_function(f"() => document.querySelector('#summary-md').innerText.includes('β = {DEFAULT_BETA - BETA_STEP:.2f}')")
     second.close()
 
 

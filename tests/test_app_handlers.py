@@ -30,7 +30,7 @@ from clustercam.imaging import load_image, resize_for_network
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, PRESETS, ClusterCAM
 from clustercam.pipeline import explain_image
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
-from clustercamapp import engine
+from clustercamapp import engine, text
 from clustercamapp.controls import layers
 from clustercamapp.settings import SETTING_NAMES
 from clustercamapp.tabs import compare as compare_tab
@@ -146,7 +146,7 @@ def test_explain_returns_every_output(tab, chelsea, spec):
     assert f"cluster {base}" in out[tab.summary_md] and f"cluster {scissors}" in out[tab.summary_md]
     top5 = out[tab.controls.top5]
     assert isinstance(top5, gr.Radio) and len(top5.choices) == 5 and top5.value == "285"
-    assert out[tab.class_a].value == "285" and out[tab.class_b].value == str(summary["predicted_top5"][1]["index"])
+    assert out[tab.class_a] == "285" and out[tab.class_b] == str(summary["predicted_top5"][1]["index"])
     assert session["key"] and session["target"] is None and session["beta"] == DEFAULT_BETA
     assert frame_color(out[tab.base_map]) == BASE_COLOR and frame_color(out[tab.scissors_map]) == SCISSORS_COLOR
 
@@ -295,7 +295,8 @@ def test_a_new_image_clears_every_output(tab):
 
 
 def test_redraws_before_any_explanation_change_nothing(tab):
-    assert tab.on_reweight(0.5, None) == {tab.session: None} == tab.on_retarget("espresso", None)
+    nothing = {tab.session: None, tab.beta_note: text.NOTHING_TO_REDRAW}
+    assert tab.on_reweight(0.5, None) == nothing == tab.on_retarget("espresso", None)
 
 
 def test_layers_follow_the_model(page, spec):
@@ -357,17 +358,17 @@ def test_expired_explanation_asks_to_explain_again(tab):
     ("changes", "message"),
     [
         ({"image": None}, "No image yet"),
-        ({"q": 1}, "Q must be a whole number of clusters ≥ 2"),
-        ({"q": 2.5}, "Q must be a whole number"),
+        ({"q": 1}, r"q: expects a whole number of clusters, 2 or more; got 1 \(below 2\)"),
+        ({"q": 2.5}, r"q: expects a whole number .*got 2.5 \(not a whole number\)"),
         ({"layer": "blocks.0", "q": 17}, "Q = 17 is more than the 16 channels"),
-        ({"beta": 1.5}, "β must be between 0 and 1"),
+        ({"beta": 1.5}, r"beta: expects a number from 0 to 1; got 1.5 \(above 1\)"),
         ({"model": "resnet9000"}, "Unknown model &#x27;resnet9000&#x27;|Unknown model 'resnet9000'"),
         ({"layer": "blocks.99"}, "Unknown layer"),
         ({"target": "unicorn"}, "Unknown class name"),
-        ({"clustering": "dbscan"}, "Clustering must be"),
+        ({"clustering": "dbscan"}, "clustering: expects 'kmeans' or 'spectral'; got 'dbscan'"),
         ({"preset": "fastest"}, "Unknown preset"),
-        ({"colormap": "rainbow"}, "Unknown colormap"),
-        ({"similarity": "cosine", "clustering": "spectral"}, "The similarity must be one of"),
+        ({"colormap": "rainbow"}, "colormap: expects a colormap name; got 'rainbow'"),
+        ({"similarity": "cosine", "clustering": "spectral"}, "similarity: expects 'euclidean', 'ssim', 'correlation'"),
     ],
 )
 def test_user_mistakes_become_gr_errors(tab, changes, message):
@@ -400,7 +401,7 @@ def test_bad_files_become_gr_errors(tab, tmp_path):
 
 
 def test_beta_out_of_range_and_unknown_class_on_redraws(tab, chelsea):
-    with pytest.raises(gr.Error, match="β must be between 0 and 1"):
+    with pytest.raises(gr.Error, match=r"beta: expects a number from 0 to 1; got -0.1 \(below 0\)"):
         tab.on_reweight(-0.1, chelsea[tab.session])
     with pytest.raises(gr.Error, match="β is missing"):
         tab.on_reweight(None, chelsea[tab.session])
@@ -447,7 +448,7 @@ def test_compare_gives_costs_and_metrics_per_method():
 def test_compare_refuses_empty_or_unknown_method_lists():
     with pytest.raises(gr.Error, match="at least one method"):
         compare_tab.compare_listener(*values(), [])
-    with pytest.raises(gr.Error, match="Unknown method"):
+    with pytest.raises(gr.Error, match=r"methods: expects a list of method names; got .*unknown magiccam"):
         compare_tab.compare_listener(*values(), ["magiccam"])
 
 

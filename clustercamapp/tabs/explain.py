@@ -39,6 +39,7 @@ from ..engine import (
     explaining,
     forward_images,
     get_model,
+    idle_seconds,
     requests_in_flight,
     torch_threads,
 )
@@ -69,6 +70,8 @@ EXPLAIN_SHARED_LINK = """() => {
   }, 300);
 }"""
 Session = dict[str, Any] | None
+#: The background warm-up explains its next example only after this many seconds without a request.
+QUIET_SECONDS = 2.0
 
 
 def default_settings(image: str) -> Settings:
@@ -76,22 +79,40 @@ def default_settings(image: str) -> Settings:
     return Settings.parse(image=image)
 
 
-def warm_examples() -> threading.Thread:
-    """Explain every example once in a background thread, so that a click shows a finished
-    explanation from the cache (the first visitor does not wait for the network)."""
+def _warm(name: str) -> None:
+    settings = default_settings(str(ASSETS / name))
+    spec = settings.spec()
+    data, stem = settings.image_bytes()
+    explain_cached(data, stem, spec, settings.layer_name(spec), settings.options, tradeoff=True)
+
+
+def warm_examples(first_now: bool = True, quiet: float = QUIET_SECONDS) -> threading.Thread:
+    """Explain every example once, so that a click shows a finished explanation from the cache.
+
+    The first example is explained in the calling thread (``first_now``; the app does it before its
+    port opens): the process's one-time costs -- the first allocations of every size, the clustering
+    and drawing code's first calls -- are paid before any visitor arrives, so the first visitor's
+    explanation takes what every later one does. The others follow in a background thread, each
+    once no request has been in flight for ``quiet`` seconds, so that they never hold the model
+    while a visitor who just arrived waits for it."""
+    names = list(EXAMPLES.values())
+    if first_now and names:
+        first = names.pop(0)
+        try:
+            _warm(first)
+        except Exception:  # the server starts anyway
+            log.exception("Warming up the example %s failed", first)
 
     def work() -> None:
         # at normal priority: it holds the model's lock while it explains an example, and a request
-        # waiting for that lock must not wait on a thread the scheduler starves (it yields between
-        # examples instead)
-        for name in EXAMPLES.values():
-            while requests_in_flight():  # a visitor's request goes first
+        # waiting for that lock must not wait on a thread the scheduler starves (it yields instead)
+        started = time.monotonic()
+        for name in names:
+            # visitors' requests go first (and the first visitors arrive as the port opens)
+            while requests_in_flight() or min(idle_seconds(), time.monotonic() - started) < quiet:
                 time.sleep(0.05)
             try:
-                settings = default_settings(str(ASSETS / name))
-                spec = settings.spec()
-                data, stem = settings.image_bytes()
-                explain_cached(data, stem, spec, settings.layer_name(spec), settings.options, tradeoff=True)
+                _warm(name)
             except Exception:  # one example must not stop the others, nor the server
                 log.exception("Warming up the example %s failed", name)
         EXAMPLES_READY.set()
@@ -367,7 +388,7 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
         if entry is None:
-            return {self.session: session}
+            return {self.session: session, self.beta_note: text.NOTHING_TO_REDRAW}
         wanted = class_of(entry.spec, target)
         return self._draw(
             entry, {**session, "target": wanted}, everything=True, cached=True,
