@@ -46,6 +46,7 @@ from clustercamapp.controls import Controls, build_controls
 from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
 from clustercamapp.memory import tune_allocator
 from clustercamapp.tabs.compare import CompareTab
+from clustercamapp.scripts import ACCESSIBLE_GALLERIES
 from clustercamapp.tabs.explain import EXPLAIN_SHARED_LINK, ExplainTab, warm_examples
 from clustercamapp.tabs.learn import LearnTab
 from clustercamapp.tabs.sweeps import SweepsTab
@@ -112,6 +113,7 @@ def build_page() -> Page:
                 with gr.Tab("How it works", elem_id="tab-teach"):
                     learn = LearnTab(controls)
         demo.load(None, js=EXPLAIN_SHARED_LINK)
+        demo.load(None, js=ACCESSIBLE_GALLERIES)
         gr.api(lanes_status, api_name="lanes")
         gr.api(server_status, api_name="status")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)
