@@ -103,7 +103,7 @@ def build_page() -> Page:
         gr.Markdown(text.TITLE, elem_id="title")
         with gr.Row(equal_height=False):
             controls = build_controls(spec)
-            with gr.Column(scale=7, min_width=320), gr.Tabs(elem_id="tabs"):
+            with gr.Column(scale=7, min_width=320), gr.Tabs(elem_id="tabs", overflow_behavior="wrap"):  # every tab one tap away on a phone
                 with gr.Tab("Explain", elem_id="tab-explain"):
                     explain = ExplainTab(controls)
                 with gr.Tab("Compare", elem_id="tab-compare"):

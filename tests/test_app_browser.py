@@ -148,6 +148,33 @@ def test_after_explain_the_heatmap_beta_and_class_are_in_view_together(browser, 
     page.close()
 
 
+@pytest.mark.parametrize("viewport", [PROJECTOR, PHONE], ids=["1280x720", "390x844"])
+def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, server_url, viewport, tmp_path):
+    """A classroom without internet: the page and everything it fetches come from the server; on a
+    phone no tab hides behind an overflow menu."""
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(120_000)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    page.goto(server_url)
+    page.wait_for_selector("#explain-btn")
+    for tab in ("explain", "compare", "sweeps", "teach"):
+        button = page.locator(f"#tab-{tab}-button")
+        assert button.is_visible(), f"{tab} is hidden (behind the overflow menu?)"
+        box = button.bounding_box()  # shown in the tab row itself (on a phone, below the settings)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (tab, box)
+    page.locator("#tab-teach-button").click()
+    page.locator("#tab-explain-button").click()
+    page.locator("#example-buttons button", has_text="Cat and espresso").click()
+    page.wait_for_function("document.querySelectorAll('#clusters img').length > 0")
+    wait_for_images(page)
+    page.screenshot(path=str(tmp_path / f"tabs_{viewport['width']}.png"))
+    origin = server_url.rstrip("/")
+    outside = [url for url in fetched if not url.startswith((origin, "data:", "blob:"))]
+    assert fetched and outside == [], outside
+    page.close()
+
+
 def test_keyboard_examples_and_alt_text(browser, server_url):
     page = open_page(browser, server_url, PROJECTOR)
     presses = 0
