@@ -45,8 +45,8 @@ from clustercamapp import engine, lanes, style, text
 from clustercamapp.controls import Controls, build_controls
 from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
 from clustercamapp.memory import tune_allocator
-from clustercamapp.tabs.compare import CompareTab
 from clustercamapp.scripts import ACCESSIBLE_GALLERIES
+from clustercamapp.tabs.compare import CompareTab
 from clustercamapp.tabs.explain import EXPLAIN_SHARED_LINK, ExplainTab, warm_examples
 from clustercamapp.tabs.learn import LearnTab
 from clustercamapp.tabs.sweeps import SweepsTab

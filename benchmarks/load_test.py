@@ -84,7 +84,9 @@ class LoadReport:
             return "server split: none measured"
         median = {key: statistics.median(split[key] for split in self.splits) for key in self.splits[0]}
         return (
-            f"server split (medians): explanation {1000 * median['explanation']:.0f} ms, drawing "
+            f"server split (medians): explanation {1000 * median['explanation']:.0f} ms, first message (the "
+            f"heatmap in view) ready at {1000 * median['first paint']:.0f} ms, the β curve's pass "
+            f"{1000 * median['curve']:.0f} ms, drawing "
             f"{1000 * median['drawing']:.0f} ms, server total {1000 * median['server']:.0f} ms; serialisation, "
             f"queue and transfer {1000 * median['rest']:.0f} ms"
         )
@@ -153,7 +155,9 @@ def record(report: LoadReport, began: float, request: dict | None, error: str) -
         report.errors.append(error)
     elif request:
         report.splits.append({
-            "explanation": request.get("explanation_seconds", 0.0), "drawing": request.get("drawing_seconds", 0.0),
+            "explanation": request.get("explanation_seconds", 0.0),
+            "first paint": request.get("first_paint_seconds", request["server_seconds"]),
+            "curve": request.get("curve_seconds", 0.0), "drawing": request.get("drawing_seconds", 0.0),
             "server": request["server_seconds"], "rest": latency - request["server_seconds"],
         })
 

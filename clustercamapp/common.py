@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -39,10 +41,10 @@ def user_errors(fn: F) -> F:
     the page, or a ``gradio_client`` caller, as a readable error; the server keeps serving.
     """
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    @contextmanager
+    def readable() -> Iterator[None]:
         try:
-            return fn(*args, **kwargs)
+            yield
         except gr.Error:
             raise
         except (ImageError, ValueError, TypeError, WeightsUnavailableError) as error:
@@ -52,5 +54,19 @@ def user_errors(fn: F) -> F:
                 "The device ran out of memory for this request; try a smaller image, a smaller Q or "
                 "fewer methods at once."
             ) from error
+
+    if inspect.isgeneratorfunction(fn):  # a listener that answers in several messages stays one
+
+        @functools.wraps(fn)
+        def messages(*args: Any, **kwargs: Any) -> Any:
+            with readable():
+                yield from fn(*args, **kwargs)
+
+        return messages  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with readable():
+            return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

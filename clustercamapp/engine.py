@@ -282,6 +282,7 @@ class CachedExplanation:
     compute_seconds: float
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     kept: dict[tuple[int, float], float] = dataclasses.field(default_factory=dict)
+    _measuring: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def spec(self) -> ModelSpec:
@@ -293,17 +294,18 @@ class CachedExplanation:
         here; the β values not known yet cost one batched pass together. Needs no model lock:
         the pass registers no hook (a capture in another thread ignores it)."""
         wanted = [round(float(b), 4) for b in betas]
-        known = {b: self.kept.get((target, b)) for b in wanted}
-        missing = [b for b, value in known.items() if value is None]
-        if missing:
-            measured = dict(zip(missing, measure_kept(
-                self.spec.name if ON_ZERO_GPU else self.spec, self.explained.layer, self.options,
-                self.explained.inputs, self.explained.result, target, missing,
-            ), strict=True))
-            known.update(measured)
-            if len(self.kept) > MAX_KEPT:
-                self.kept.clear()
-            self.kept.update({(target, b): value for b, value in measured.items()})
+        with self._measuring:  # requests for the same explanation at once measure it once
+            known = {b: self.kept.get((target, b)) for b in wanted}
+            missing = [b for b, value in known.items() if value is None]
+            if missing:
+                measured = dict(zip(missing, measure_kept(
+                    self.spec.name if ON_ZERO_GPU else self.spec, self.explained.layer, self.options,
+                    self.explained.inputs, self.explained.result, target, missing,
+                ), strict=True))
+                known.update(measured)
+                if len(self.kept) > MAX_KEPT:
+                    self.kept.clear()
+                self.kept.update({(target, b): value for b, value in measured.items()})
         return {b: float(known[b]) for b in wanted}
 
 

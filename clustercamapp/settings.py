@@ -213,14 +213,25 @@ def takes_settings(*own: str) -> Callable[[Callable[..., Any]], Callable[..., An
         parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=PROGRESS))
         signature = inspect.Signature(parameters)
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             values = dict(bound.arguments)
             progress = values.pop("progress")
             settings = Settings.parse(**{name: values.pop(name) for name in SETTING_NAMES})
             return fn(settings, *(values[name] for name in own), progress=progress)
+
+        if inspect.isgeneratorfunction(fn):  # Gradio streams a generator's messages: stay one
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                yield from call(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return call(*args, **kwargs)
 
         wrapper.__signature__ = signature  # type: ignore[attr-defined]
         return wrapper

@@ -113,6 +113,11 @@ def frame_color(path: str) -> tuple[int, int, int]:
     return Image.open(path).convert("RGB").getpixel((1, 1))
 
 
+def framed_in(path: str, color: tuple[int, int, int]) -> bool:
+    """The tile's frame has ``color`` (within JPEG's rounding: the gallery tiles are JPEGs)."""
+    return max(abs(a - b) for a, b in zip(frame_color(path), color, strict=True)) <= 8
+
+
 def left_share(npy_path: str) -> float:
     heatmap = np.load(npy_path).astype(np.float64)
     return float(heatmap[:, : heatmap.shape[1] // 2].sum() / heatmap.sum())
@@ -158,7 +163,7 @@ def test_the_zip_holds_every_output_and_the_npy_is_the_heatmap(tab, chelsea):
     with zipfile.ZipFile(bundle) as archive:
         names = set(archive.namelist())
         assert {Path(overlay).name, Path(npy).name, "base.png", "scissors.png", "scores.png", "summary.json"} <= names
-        assert {f"cluster_{q}.png" for q in range(DEFAULT_Q)} | {f"masked_{q}.png" for q in range(DEFAULT_Q)} <= names
+        assert {f"cluster_{q}.jpg" for q in range(DEFAULT_Q)} | {f"masked_{q}.jpg" for q in range(DEFAULT_Q)} <= names
         assert np.array_equal(np.load(archive.open(Path(npy).name)), array)
 
 
@@ -240,8 +245,10 @@ def test_retarget_swaps_base_and_scissors_on_two_objects(tab, spec):
             assert shown["request"]["forward_passes"] == calls[0] - before == (len(engine.TRADEOFF_BETAS) if new_class else 0)
             roles[name] = (shown["base_index"], shown["scissors_index"], left_share(out[tab.downloads][2]))
             for gallery in (out[tab.clusters], out[tab.masked]):  # cluster maps and masked images: frames follow
-                assert frame_color(gallery[shown["base_index"]][0]) == BASE_COLOR
-                assert frame_color(gallery[shown["scissors_index"]][0]) == SCISSORS_COLOR
+                assert framed_in(gallery[shown["base_index"]][0], BASE_COLOR)
+                assert framed_in(gallery[shown["scissors_index"]][0], SCISSORS_COLOR)
+                others = set(range(len(gallery))) - {shown["base_index"], shown["scissors_index"]}
+                assert not any(framed_in(gallery[q][0], BASE_COLOR) or framed_in(gallery[q][0], SCISSORS_COLOR) for q in others)
             assert out[tab.session]["target"] == spec.class_index(name)
             assert out[tab.controls.target]["value"] == str(spec.class_index(name))  # the class dropdown follows
     assert calls[0] == len(engine.TRADEOFF_BETAS)  # the one class new to the curve
@@ -286,6 +293,28 @@ def test_an_example_button_shows_a_finished_explanation_with_the_default_setting
     assert len(out[tab.clusters]) == DEFAULT_Q and out[tab.session]["key"]
     with pytest.raises(gr.Error):
         tab.example("Unicorn")
+
+
+def test_explain_paints_what_is_in_view_first_then_everything(tab, spec):
+    """The first message holds the heatmap over the image, β's note, the class choice and the two
+    role maps, drawn before the β curve's pass; the second holds every output, the first's reused."""
+    c = tab.controls
+    with forward_calls(spec.model) as calls:
+        messages = tab.on_explain_in_stages(*values(image=str(ASSETS / "coffee.jpg"), q=5, seed=5151))
+        first = next(messages)
+        passes_first = calls[0]
+        last = next(messages)
+        assert next(messages, None) is None
+    assert set(first) == {tab.overlay, tab.heatmap, tab.beta_note, tab.base_map, tab.scissors_map, c.top5, tab.session}
+    assert passes_first == 1 + 5 and calls[0] == passes_first + len(engine.TRADEOFF_BETAS)
+    assert set(last) >= set(tab.explain_outputs())
+    for component in (tab.overlay, tab.heatmap, tab.base_map, tab.scissors_map):
+        assert last[component] == first[component]  # the same file: not drawn twice
+    assert first[c.top5].value == last[c.top5].value == str(last[tab.summary]["target"]["index"])
+    # what an API caller gets (the last message) is what the one-message handler returns
+    whole = tab.on_explain(*values(image=str(ASSETS / "coffee.jpg"), q=5, seed=5151))
+    assert whole[tab.summary]["scores"] == last[tab.summary]["scores"]
+    np.testing.assert_array_equal(np.load(whole[tab.downloads][2]), np.load(last[tab.downloads][2]))
 
 
 def test_a_new_image_clears_every_output(tab):
@@ -403,7 +432,7 @@ def test_bad_files_become_gr_errors(tab, tmp_path):
 def test_beta_out_of_range_and_unknown_class_on_redraws(tab, chelsea):
     with pytest.raises(gr.Error, match=r"beta: expects a number from 0 to 1; got -0.1 \(below 0\)"):
         tab.on_reweight(-0.1, chelsea[tab.session])
-    with pytest.raises(gr.Error, match="β is missing"):
+    with pytest.raises(gr.Error, match="beta: expects a number from 0 to 1; got None"):
         tab.on_reweight(None, chelsea[tab.session])
     with pytest.raises(gr.Error, match="Did you mean"):
         tab.on_retarget("egyptian", chelsea[tab.session])

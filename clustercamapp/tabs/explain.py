@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import gradio as gr
 from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
 
-from .. import drawing, files, lanes, style, text
+from .. import drawing, engine, files, lanes, style, text
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import (
@@ -254,41 +255,60 @@ class ExplainTab:
 
     def _draw(
         self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes_before: int,
-        started: float, explanation_seconds: float = 0.0,
+        started: float, explanation_seconds: float = 0.0, first_paint: bool = False, drawn: dict[Any, Any] | None = None,
+        first_paint_seconds: float | None = None,
     ) -> dict[Any, Any]:
         """Every output for ``entry`` explained for ``session``'s target, β and colormap.
 
         ``everything``: also the tiles, chart, table and class pickers (a new explanation or a
-        new class); otherwise only what β and the colormap change. Pure re-rendering on small
-        tensors: one torch thread (see :mod:`clustercamapp.engine`).
+        new class); otherwise only what β and the colormap change. ``first_paint``: only what is
+        in view after Explain (the heatmap over the image, β's note, the class choice, the base
+        and scissors maps), drawn before the rest; ``drawn``: those outputs, drawn already for
+        this view, reused instead of drawn again. Pure re-rendering on small tensors: one torch
+        thread (see :mod:`clustercamapp.engine`).
         """
         c = self.controls
         drawing_started = time.perf_counter()
         result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
         one, spec, cmap = result[0], entry.spec, session["colormap"]
-        # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
-        kept = entry.kept_confidence(one.target, (*TRADEOFF_BETAS, one.beta))
         with torch_threads(1):
             folder = files.output_dir()
             stem = f"{files.slug(entry.name)}_{files.slug(spec.categories[one.target])}_beta{one.beta:.2f}"
-            shown = render.resize_heatmap(one.heatmap, entry.display.size)
-            overlay = files.save_png(render.overlay(entry.display, shown, cmap=cmap), folder / f"{stem}_overlay.png")
-            small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
-            heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
-            array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
-            name, full = spec.categories[one.target], float(one.target_probability)
-            tradeoff = files.save_png(drawing.tradeoff_chart(name, one.beta, kept, full), folder / f"{stem}_tradeoff.png")
-            out: dict[Any, Any] = {
-                self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result),
-                self.tradeoff_md: drawing.tradeoff_markdown(name, one.beta, kept, full), self.tradeoff_chart: tradeoff,
-            }
+            if drawn is not None:
+                overlay, heatmap = drawn[self.overlay], drawn[self.heatmap]
+            else:
+                shown = render.resize_heatmap(one.heatmap, entry.display.size)
+                overlay = files.save_png(render.overlay(entry.display, shown, cmap=cmap), folder / f"{stem}_overlay.png")
+                small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
+                heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
+            out: dict[Any, Any] = {self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result)}
             # β changes neither the two maps nor the tiles: they are drawn again only for a new
             # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
             role_maps = session.get("role_maps")
-            if everything or role_maps is None or role_maps[2] != cmap:
+            if drawn is not None:
+                role_maps = (drawn[self.base_map], drawn[self.scissors_map], cmap)
+                out.update({self.base_map: role_maps[0], self.scissors_map: role_maps[1]})
+            elif everything or role_maps is None or role_maps[2] != cmap:
                 base, scissors = drawing.role_maps(one, entry.thumbnail.size, cmap)
                 role_maps = (files.save_png(base, folder / "base.png"), files.save_png(scissors, folder / "scissors.png"), cmap)
                 out.update({self.base_map: role_maps[0], self.scissors_map: role_maps[1]})
+            if first_paint:
+                out.update({
+                    c.top5: gr.Radio(choices=drawing.top5_choices(spec, one), value=str(one.target)),
+                    self.session: {**session, "role_maps": role_maps},
+                })
+                return out
+        # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
+        curve_started = time.perf_counter()
+        kept = entry.kept_confidence(one.target, (*TRADEOFF_BETAS, one.beta))
+        curve_seconds = time.perf_counter() - curve_started
+        with torch_threads(1):
+            array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
+            name, full = spec.categories[one.target], float(one.target_probability)
+            tradeoff = files.save_png(drawing.tradeoff_chart(name, one.beta, kept, full), folder / f"{stem}_tradeoff.png")
+            out.update({
+                self.tradeoff_md: drawing.tradeoff_markdown(name, one.beta, kept, full), self.tradeoff_chart: tradeoff,
+            })
             tiles = list(session.get("tiles", []))
             if everything:
                 clusters = files.save_gallery(drawing.cluster_tiles(one, entry.thumbnail.size), folder, "cluster")
@@ -320,9 +340,12 @@ class ExplainTab:
             # and files; Gradio's serialisation follows the return (the load test measures it)
             data["request"].update(
                 explanation_seconds=round(explanation_seconds, 4),
-                drawing_seconds=round(time.perf_counter() - drawing_started, 4),
+                curve_seconds=round(curve_seconds, 4),  # the β curve's pass (0 when known)
+                drawing_seconds=round(time.perf_counter() - drawing_started - curve_seconds, 4),
                 server_seconds=round(time.perf_counter() - started, 4),
             )
+            if first_paint_seconds is not None:  # when the first message (the heatmap in view) was ready
+                data["request"]["first_paint_seconds"] = round(first_paint_seconds, 4)
             out.update({
                 self.downloads: [bundle, overlay, array], self.summary: data,
                 self.summary_md: drawing.summary_markdown(data),
@@ -344,7 +367,16 @@ class ExplainTab:
     # ---- handlers --------------------------------------------------------------------------
 
     def explain(self, settings: Settings, progress: Any = None) -> dict[Any, Any]:
-        """/explain: feature maps, clustering and the Q masked passes (cached), then every output."""
+        """Every output of an explanation at once (the last message of :meth:`explain_in_stages`)."""
+        *_, last = self.explain_in_stages(settings, progress)
+        return last
+
+    def explain_in_stages(self, settings: Settings, progress: Any = None) -> Iterator[dict[Any, Any]]:
+        """/explain: feature maps, clustering and the Q masked passes (cached), then two messages:
+        first what is in view (the heatmap over the image, β's note, the class choice, the base and
+        scissors maps), then every output (the tiles, masked images, chart, table, the β curve and
+        its pass, the summary and the files). The last message is the whole answer an API caller
+        gets; a browser shows the heatmap as soon as the first arrives."""
         started, passes_before = time.perf_counter(), forward_images()
         data, name = settings.image_bytes()
         if progress is not None:
@@ -355,12 +387,20 @@ class ExplainTab:
             progress(0.2, desc="Feature maps, clustering and the Q masked passes")
         with explaining():  # other requests in flight share the cores (engine.network_threads)
             began = time.perf_counter()
-            entry, cached = explain_cached(data, name, spec, layer, settings.options, tradeoff=True)
+            # the β curve's pass comes after the first message; on ZeroGPU it rides in the same GPU
+            # task as the explanation (each task is a GPU allocation, counted against the quota)
+            entry, cached = explain_cached(data, name, spec, layer, settings.options, tradeoff=engine.ON_ZERO_GPU)
             explanation_seconds = time.perf_counter() - began
             session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
-            return self._draw(
-                entry, session, everything=True, cached=cached, passes_before=passes_before,
-                started=started, explanation_seconds=explanation_seconds,
+            first = self._draw(entry, session, everything=True, cached=cached, passes_before=passes_before,
+                               started=started, first_paint=True)
+            first_paint_seconds = time.perf_counter() - started
+        yield first
+        with explaining():
+            yield self._draw(
+                entry, first[self.session], everything=True, cached=cached, passes_before=passes_before,
+                started=started, explanation_seconds=explanation_seconds, drawn=first,
+                first_paint_seconds=first_paint_seconds,
             )
 
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
@@ -435,22 +475,28 @@ class ExplainTab:
         return gr.Image(label=drawing.heatmap_label(entry.explained.result))
 
     def example(self, label: str) -> dict[Any, Any]:
-        """An example button: its image, the default settings, and the finished explanation."""
+        """An example button's whole answer (the last message of :meth:`example_in_stages`)."""
+        *_, last = self.example_in_stages(label)
+        return last
+
+    def example_in_stages(self, label: str) -> Iterator[dict[Any, Any]]:
+        """An example button: its image, the default settings, and the finished explanation (from
+        the cache once warmed up), in the two messages of :meth:`explain_in_stages`."""
         if label not in EXAMPLES:
             raise gr.Error(f"Unknown example {label!r}.")
         path = str(ASSETS / EXAMPLES[label])
         c, preset = self.controls, PRESETS[DEFAULT_PRESET]
-        out = self.explain(default_settings(path))
-        out.update({
+        chosen = {
             c.image: path, c.model: c.spec.name, c.layer: c.spec.default_layer, c.preset: DEFAULT_PRESET,
             c.q: DEFAULT_Q, c.beta: DEFAULT_BETA, c.clustering: preset.get("clustering", "kmeans"),
             c.colormap: render.DEFAULT_CMAP,
-        })
-        return out
+        }
+        for message in self.explain_in_stages(default_settings(path)):
+            yield {**message, **chosen}
 
     def _example_handler(self, label: str) -> Any:
-        def handler() -> dict[Any, Any]:
-            return self.example(label)
+        def handler() -> Iterator[dict[Any, Any]]:
+            yield from self.example_in_stages(label)
 
         return handler
 
@@ -462,6 +508,7 @@ class ExplainTab:
         redraw = {"concurrency_limit": REDRAW_CONCURRENCY, "show_progress": "hidden", "trigger_mode": "always_last"}
         # The listeners exactly as Gradio calls them (the tests call these too).
         self.on_explain = user_errors(takes_settings()(self.explain))
+        self.on_explain_in_stages = user_errors(takes_settings()(self.explain_in_stages))
         self.on_reweight = user_errors(self.reweight)
         self.on_recolor = user_errors(self.recolor)
         self.on_retarget = user_errors(self.retarget)
@@ -469,7 +516,7 @@ class ExplainTab:
         heading = {"fn": self.heading, "inputs": [self.session], "outputs": [self.heatmap], "api_visibility": "private",
                    "queue": False}
         c.explain.click(
-            self.on_explain, c.settings(), self.explain_outputs(), api_name="explain", **network
+            self.on_explain_in_stages, c.settings(), self.explain_outputs(), api_name="explain", **network
         ).success(None, js=SCROLL_TO_RESULT).success(**heading)
         c.beta.input(self.on_reweight, [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
         c.colormap.input(self.on_recolor, [c.colormap, self.session], self.redraw_outputs(),
