@@ -18,7 +18,9 @@ clicks Explain and measures, on the page's own clock (``performance.now()``):
   browser when scrolled to and is not waited for);
 - ``server``: the server's own time for that request and its split into the explanation (network
   work and clustering) and the drawing (pictures, files, zip), read from the summary the page
-  shows (``#summary-json``, inside the closed ``#details`` accordion); ``rest`` = heatmap − server
+  shows (``#summary-json``, inside the closed ``#details`` accordion): the explanation, when the
+  first message (the heatmap in view) was ready, the β curve's pass and the drawing; ``rest`` =
+  heatmap − first message ready
   (queue, serialisation, transfer and the browser's rendering); "n/a" when not found;
 - the pictures the page fetched (``/gradio_api/file=`` responses) between the click and
   everything shown, and their bytes.
@@ -136,6 +138,8 @@ class Figures:
     everything: float | None = None
     server: float | None = None
     explanation: float | None = None
+    first_paint: float | None = None
+    curve: float | None = None
     drawing: float | None = None
     cached: bool | None = None
     requests: int = 0
@@ -146,14 +150,19 @@ class Figures:
 
     @property
     def rest(self) -> float | None:
-        """Heatmap shown minus the server's time: queue, serialisation, transfer, rendering."""
-        return None if self.heatmap is None or self.server is None else self.heatmap - self.server
+        """Heatmap shown minus the server's time to the heatmap's message (its first): queue,
+        serialisation, transfer, rendering."""
+        ready = self.first_paint if self.first_paint is not None else self.server
+        return None if self.heatmap is None or ready is None else self.heatmap - ready
 
     def line(self, index: int, count: int) -> str:
         head = f"photo {index}/{count} {self.photo} ({self.size})"
         if self.error:
             return f"{head}: ERROR {self.error}"
-        split = "n/a" if self.explanation is None else f"explanation {seconds(self.explanation)}, drawing {seconds(self.drawing)}"
+        split = "n/a" if self.explanation is None else (
+            f"explanation {seconds(self.explanation)}, first message ready {seconds(self.first_paint)}, "
+            f"β curve {seconds(self.curve)}, drawing {seconds(self.drawing)}"
+        )
         return (
             f"{head}: click → heatmap {seconds(self.heatmap)}, → everything {seconds(self.everything)}; "
             f"server {seconds(self.server)} ({split}{', CACHED' if self.cached else ''}), rest {seconds(self.rest)}; "
@@ -183,8 +192,9 @@ def summary_lines(run: Run, target: float) -> list[str]:
     lines = [f"over {len(measured)} of {len(run.figures)} photographs: median [min–max]"]
     rows = [
         ("click → heatmap shown", "heatmap", "s"), ("click → everything shown", "everything", "s"),
-        ("server (request)", "server", "s"), ("  explanation", "explanation", "s"), ("  drawing", "drawing", "s"),
-        ("rest (heatmap − server)", "rest", "s"), ("pictures fetched", "requests", "n"), ("kB fetched", "bytes", "kB"),
+        ("server (request)", "server", "s"), ("  explanation", "explanation", "s"),
+        ("  first message ready", "first_paint", "s"), ("  β curve's pass", "curve", "s"), ("  drawing", "drawing", "s"),
+        ("rest (heatmap − first message)", "rest", "s"), ("pictures fetched", "requests", "n"), ("kB fetched", "bytes", "kB"),
     ]
     for label, name, unit in rows:
         values = [getattr(figure, name) for figure in measured if getattr(figure, name) is not None]
@@ -396,7 +406,7 @@ def read_request(page, before: str | None) -> dict[str, float | bool] | None:
         if not text or "server_seconds" not in text:
             return None
         found: dict[str, float | bool] = {}
-        for key in ("server_seconds", "explanation_seconds", "drawing_seconds"):
+        for key in ("server_seconds", "explanation_seconds", "first_paint_seconds", "curve_seconds", "drawing_seconds"):
             match = re.search(rf"{key}\W*([0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)", text)
             if match:
                 found[key] = float(match.group(1))
@@ -467,6 +477,8 @@ def explain_one(page, photo: Path, timeout_ms: float) -> Figures:
     if request:
         figures.server = request.get("server_seconds")
         figures.explanation = request.get("explanation_seconds")
+        figures.first_paint = request.get("first_paint_seconds")
+        figures.curve = request.get("curve_seconds")
         figures.drawing = request.get("drawing_seconds")
         figures.cached = request.get("cached")
     return figures
