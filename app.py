@@ -50,6 +50,7 @@ from clustercamapp.tabs.compare import CompareTab
 from clustercamapp.tabs.explain import EXPLAIN_SHARED_LINK, ExplainTab, warm_examples
 from clustercamapp.tabs.learn import LearnTab
 from clustercamapp.tabs.sweeps import SweepsTab
+from clustercamapp.tabs.walkthrough import WalkthroughTab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MAX_FILE_SIZE = os.environ.get("CLUSTERCAM_APP_MAX_FILE_SIZE", "20mb")
@@ -67,6 +68,7 @@ class Page:
     compare: CompareTab
     sweeps: SweepsTab
     learn: LearnTab
+    walk: WalkthroughTab
 
 
 def launch_options() -> dict[str, Any]:
@@ -106,6 +108,8 @@ def build_page() -> Page:
             with gr.Column(scale=7, min_width=320), gr.Tabs(elem_id="tabs", overflow_behavior="wrap"):  # every tab one tap away on a phone
                 with gr.Tab("Explain", elem_id="tab-explain"):
                     explain = ExplainTab(controls)
+                with gr.Tab("Step by step", elem_id="tab-walk"):
+                    walk = WalkthroughTab(controls)
                 with gr.Tab("Compare", elem_id="tab-compare"):
                     compare = CompareTab(controls)
                 with gr.Tab("Sweeps", elem_id="tab-sweeps"):
@@ -117,7 +121,7 @@ def build_page() -> Page:
         gr.api(lanes_status, api_name="lanes")
         gr.api(server_status, api_name="status")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)
-    return Page(demo, controls, explain, compare, sweeps, learn)
+    return Page(demo, controls, explain, compare, sweeps, learn, walk)
 
 
 def build_demo() -> gr.Blocks:

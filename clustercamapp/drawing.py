@@ -74,6 +74,20 @@ def cluster_tiles(one: ClusterExplanation, size: tuple[int, int]) -> list[tuple[
     return [(tile, tile_caption(one, q)) for q, tile in enumerate(tiles)]
 
 
+def feature_tiles(activations: Any, labels: Any, size: tuple[int, int], count: int) -> list[tuple[Image.Image, str]]:
+    """The ``count`` most active of a layer's feature maps ``(N, h, w)``, each scaled to ``[0, 1]``
+    on its own and coloured, captioned with its channel and the cluster it joined."""
+    means = activations.float().mean(dim=(-2, -1))
+    chosen = means.argsort(descending=True)[:count].tolist()
+    tiles = []
+    for channel in chosen:
+        values = activations[channel].float()
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) if high > low else values * 0
+        tiles.append((render.colorize(render.resize_heatmap(scaled, size)), f"channel {channel} · cluster {int(labels[channel])}"))
+    return tiles
+
+
 def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any) -> list[tuple[Image.Image, str]]:
     """The Q masked inputs X∘H_q (eq. 19), as the network saw them, with short captions."""
     tiles = render.masked_tiles(one, thumbnail, baseline)

@@ -120,3 +120,25 @@ Press the two buttons and watch which cluster is the base (solid frame) and whic
 
 NOTHING_TO_REDRAW = """Nothing to redraw yet: press **Explain**. (If a heatmap is on the page, the server has
 since let go of this page's explanation, as it keeps a bounded number of sessions: press Explain again.)"""
+
+WALK_INTRO = """**Step by step:** your image (the one in the settings, with its model, layer, Q and
+class) through Cluster-CAM's five steps, one screen each. Press the button, then **Next →**."""
+
+WALK_WAITING = "Press **Walk through my image** above."
+
+#: One plain sentence per step (the equation numbers are shown under each screen).
+WALK_STEPS = (
+    "The network does not look at pixels but at **{channels} feature maps** of {height}×{width} cells "
+    "(layer `{layer}`): each lights up where it found its own pattern. These are the {shown} most active.",
+    "Maps that light up in the same places are **grouped into {q} clusters** ({smallest} to {largest} maps "
+    "each); each cluster's average is one map. The tiles say how the network will score each cluster.",
+    "Each cluster's map is used as a **mask**: the photograph is kept where the map is bright and greyed "
+    "out elsewhere, and the network is asked again. The score under each tile is its confidence in "
+    "**{name}** on that masked image: from {worst:.3f} to {best:.3f}.",
+    "The cluster that keeps the most of **{name}** is the **base** (cluster {base}, {best:.3f}, solid "
+    "frame); the one that keeps the least is the **scissors** (cluster {scissors}, {worst:.3f}, dashed "
+    "frame): it marks what does *not* matter for this class.",
+    "The heatmap is the base minus the scissors, balanced by **β** ({formula}); now β = {beta:.1f}. Drag "
+    "the handle across the picture to compare it with the photograph; move β to trade what the network "
+    "needs (β = 1) for a sharper, more class-specific map (lower β).",
+)

@@ -158,7 +158,7 @@ def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, serve
     page.on("request", lambda request: fetched.append(request.url))
     page.goto(server_url)
     page.wait_for_selector("#explain-btn")
-    for tab in ("explain", "compare", "sweeps", "teach"):
+    for tab in ("explain", "walk", "compare", "sweeps", "teach"):
         button = page.locator(f"#tab-{tab}-button")
         assert button.is_visible(), f"{tab} is hidden (behind the overflow menu?)"
         box = button.bounding_box()  # shown in the tab row itself (on a phone, below the settings)
@@ -172,6 +172,36 @@ def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, serve
     origin = server_url.rstrip("/")
     outside = [url for url in fetched if not url.startswith((origin, "data:", "blob:"))]
     assert fetched and outside == [], outside
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [PROJECTOR, PHONE], ids=["1280x720", "390x844"])
+def test_step_by_step_walks_the_users_image_through_five_screens(browser, server_url, viewport, tmp_path):
+    page = open_page(browser, server_url, viewport)
+    page.locator("#input-image input[type=file]").set_input_files(str(ASSETS / "cat_and_coffee.jpg"))
+    page.wait_for_selector("#input-image img")
+    page.click("#tab-walk-button")
+    page.click("#walk-start")
+    page.wait_for_function(f"document.querySelectorAll('#walk-features img').length === {12}")
+    for step in range(1, 6):
+        sentence = page.locator(f"#walk-text-{step}")
+        sentence.wait_for(state="visible")
+        assert "Press" not in sentence.inner_text()[:6], sentence.inner_text()  # the screen was filled in
+        box = sentence.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 1, (step, box)  # no overflow
+        if step == 5:
+            page.wait_for_function("document.querySelectorAll('#walk-slider img').length >= 2")
+            wait_for_images(page, "#walk-slider")
+            assert "Confidence kept at β = 0.80" in page.locator("#walk-kept").inner_text()
+        page.screenshot(path=str(tmp_path / f"walk_{viewport['width']}_step{step}.png"))
+        if step < 5:
+            page.click(f"#walk-next-{step}")
+    page.locator("#walk-beta input[type=range]").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.querySelector('#walk-kept').innerText.includes('β = 0.30')")
+    page.click("#walk-back-5")
+    page.locator("#walk-text-4").wait_for(state="visible")
     page.close()
 
 
