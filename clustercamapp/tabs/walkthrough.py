@@ -17,7 +17,7 @@ import gradio as gr
 
 from clustercam import render
 
-from .. import drawing, files, lanes, style, text
+from .. import drawing, engine, files, lanes, style, text
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import (
@@ -108,7 +108,9 @@ class WalkthroughTab:
         spec = settings.spec()
         data, name = settings.image_bytes()
         with explaining():
-            entry, _ = explain_cached(data, name, spec, settings.layer_name(spec), settings.options)
+            # on ZeroGPU the β curve's pass rides in the explanation's GPU task (one allocation)
+            entry, _ = explain_cached(data, name, spec, settings.layer_name(spec), settings.options,
+                                      tradeoff=engine.ON_ZERO_GPU)
             beta = round(settings.beta, 1)
             session = {"key": entry.key, "target": settings.target_index(spec), "colormap": settings.colormap}
             return {**self._screens(entry, session, beta), self.beta: beta, self.walk: gr.Walkthrough(selected=0),
