@@ -95,6 +95,22 @@ def test_presets_are_the_values_written_here():
         preset_name(["eq22"])
 
 
+def test_the_presets_follow_the_tuning_runs_choice():
+    """Rules D and S (docs/protocol.md, amendment 2) as the tuning run wrote them: the default is
+    its eq.-22 choice, and every preset but ``paper`` clusters spectrally with its similarity."""
+    import json
+
+    from .conftest import ROOT
+
+    choice = json.loads((ROOT / "docs" / "benchmarks" / "tuning-eq22" / "choice.json").read_text())
+    assert choice["eq22_qualifies"] is True
+    assert {key: PRESETS["eq22"][key] for key in choice["eq22"]} == choice["eq22"]
+    wanted = (choice["spectral_options"]["similarity"], choice["spectral_options"]["normalize_rows"])
+    for name, options in PRESETS.items():
+        got = (options["similarity"], options["normalize_rows"])
+        assert got == (("euclidean", False) if name == "paper" else wanted), name
+
+
 def test_the_default_is_eq22_in_the_library(spec):
     cam = clustercam.ClusterCAM(spec)
     assert (cam.preset, cam.combination, cam.q, cam.beta) == ("eq22", "difference", 12, 0.8)
