@@ -5,7 +5,7 @@ explanation is then cached), then times, over ``--repeats`` runs each, the two m
 ``ExplainTab.explain_in_stages`` served from the cache: the first (what is in view after Explain:
 the heatmap over the image, β's note, the class choice, the base and scissors maps) and the
 second (the tiles, masked images, chart, table, the β curve (memoised), summary, ``.npy`` and
-zip). Then the galleries' tile encoders side by side on the same tiles: PNG (compression 1),
+zip), and a β redraw (``/reweight``). Then the galleries' tile encoders side by side on the same tiles: PNG (compression 1),
 JPEG (quality 90) and WebP (quality 85), milliseconds and bytes per tile. Medians; ratios against
 PNG.
 
@@ -45,7 +45,7 @@ def main() -> None:
 
     tab = app.page.explain
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} repeats per photograph")
-    first, second, tiles = [], [], []
+    first, second, redraws, tiles = [], [], [], []
     for name in EXAMPLES.values():
         settings = Settings.parse(image=str(ROOT / "assets" / name))
         *_, last = tab.explain_in_stages(settings)  # the explanation, now cached
@@ -57,12 +57,18 @@ def main() -> None:
             next(messages)
             first.append(middle - began)
             second.append(time.perf_counter() - middle)
+        session = last[tab.session]
+        for index in range(args.repeats):  # β on the curve's grid: no forward pass
+            began = time.perf_counter()
+            session = tab.on_reweight((0.3, 0.5, 0.7)[index % 3], session)[tab.session]
+            redraws.append(time.perf_counter() - began)
         entry = RESULTS.get(last[tab.session]["key"])
         one = entry.explained.result[0]
         tiles += [picture for picture, _ in drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color)]
         tiles += [picture for picture, _ in drawing.cluster_tiles(one, entry.thumbnail.size)]
     print(f"first message (the heatmap in view), from the cache: median {median_ms(first):.1f} ms")
     print(f"second message (everything else), from the cache:   median {median_ms(second):.1f} ms")
+    print(f"a β redraw (/reweight, β on the curve's grid):       median {median_ms(redraws):.1f} ms")
 
     encoders = {"PNG (compression 1)": ("PNG", {"compress_level": 1}), "JPEG (quality 90)": ("JPEG", {"quality": 90}),
                 "WebP (quality 85)": ("WEBP", {"quality": 85})}
