@@ -234,3 +234,72 @@ def summary_markdown(data: dict[str, Any]) -> str:
         f"{1000 * request['server_seconds']:.0f} ms ({now}). Base and scissors: eqs. 20–21; heatmap: "
         f"{data['formula']}.</small>"
     )
+
+
+# ---- one view of an explanation, drawn ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What the page shows of one explanation: the class (None: the top-1), β and the colormap."""
+
+    target: int | None
+    beta: float
+    colormap: str
+
+
+#: The parts a view can draw: ``maps`` (the heatmap over the image, and alone), ``roles`` (the base
+#: and scissors maps), ``details`` (tiles, masked images, score chart and table, top-5 choices) and
+#: ``curve`` (the β trade-off, chart and words; needs the kept confidences).
+PARTS = frozenset({"maps", "roles", "details", "curve"})
+
+
+@dataclasses.dataclass
+class Pictures:
+    """A view drawn: pictures (PIL) and texts, None for the parts not asked for."""
+
+    result: ClusterCAMResult
+    beta_note: str
+    overlay: Image.Image | None = None
+    heatmap: Image.Image | None = None
+    base_map: Image.Image | None = None
+    scissors_map: Image.Image | None = None
+    clusters: list[tuple[Image.Image, str]] | None = None
+    masked: list[tuple[Image.Image, str]] | None = None
+    scores_chart: Image.Image | None = None
+    scores_table: pd.DataFrame | None = None
+    top5: list[tuple[str, str]] | None = None
+    tradeoff_chart: Image.Image | None = None
+    tradeoff_markdown: str | None = None
+
+
+def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS,
+                kept: dict[float, float] | None = None) -> Pictures:
+    """Draw ``parts`` of ``view`` of a cached explanation (``clustercamapp.engine.CachedExplanation``):
+    a pure function of the explanation, the view and the kept confidences (no file, no Gradio, no
+    network). The heatmaps are the library's (``result.retarget(c).reweight(β)``)."""
+    unknown = set(parts) - PARTS
+    if unknown:
+        raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}.")
+    result = view_result(entry.explained.result, view.target, view.beta)
+    one, spec, cmap = result[0], entry.spec, view.colormap
+    pictures = Pictures(result=result, beta_note=beta_note(result))
+    if "maps" in parts:
+        shown = render.resize_heatmap(one.heatmap, entry.display.size)
+        pictures.overlay = render.overlay(entry.display, shown, cmap=cmap)
+        pictures.heatmap = render.colorize(render.resize_heatmap(one.heatmap, entry.thumbnail.size), cmap)
+    if "roles" in parts:
+        pictures.base_map, pictures.scissors_map = role_maps(one, entry.thumbnail.size, cmap)
+    if "details" in parts:
+        pictures.clusters = cluster_tiles(one, entry.thumbnail.size)
+        pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color)
+        pictures.scores_chart = scores_chart(spec, one)
+        pictures.scores_table = scores_table(spec, one)
+        pictures.top5 = top5_choices(spec, one)
+    if "curve" in parts:
+        if kept is None:
+            raise ValueError("The β curve needs the kept confidences (CachedExplanation.kept_confidence).")
+        name, full = spec.categories[one.target], float(one.target_probability)
+        pictures.tradeoff_chart = tradeoff_chart(name, one.beta, kept, full)
+        pictures.tradeoff_markdown = tradeoff_markdown(name, one.beta, kept, full)
+    return pictures

@@ -317,6 +317,26 @@ def test_explain_paints_what_is_in_view_first_then_everything(tab, spec):
     np.testing.assert_array_equal(np.load(whole[tab.downloads][2]), np.load(last[tab.downloads][2]))
 
 
+def test_render_view_is_a_pure_function_of_the_explanation_and_the_view(tab):
+    from clustercamapp import drawing
+
+    out = tab.on_explain(*values(image=PAIR, q=4, seed=4343))
+    entry = engine.RESULTS.get(out[tab.session]["key"])
+    view = drawing.View(target=967, beta=0.5, colormap="viridis")  # espresso
+    maps = drawing.render_view(entry, view, {"maps"})
+    assert maps.overlay.size == entry.display.size and maps.clusters is None and maps.tradeoff_chart is None
+    expected = entry.explained.result.retarget(967).reweight(0.5).heatmaps
+    assert torch.equal(maps.result.heatmaps, expected)  # the library's heatmap, untouched
+    again = drawing.render_view(entry, view, {"maps"})
+    assert again.overlay.tobytes() == maps.overlay.tobytes()  # same explanation and view, same pictures
+    every = drawing.render_view(entry, view, drawing.PARTS, entry.kept_confidence(967, (*engine.TRADEOFF_BETAS, 0.5)))
+    assert len(every.clusters) == len(every.masked) == 4 and every.top5 and "β = 0.50" in every.tradeoff_markdown
+    with pytest.raises(ValueError, match="kept confidences"):
+        drawing.render_view(entry, view, {"curve"})
+    with pytest.raises(ValueError, match="Unknown parts"):
+        drawing.render_view(entry, view, {"zip"})
+
+
 def test_a_new_image_clears_every_output(tab):
     cleared = tab.cleared()
     assert set(cleared) == set(tab.cleared_outputs())

@@ -269,66 +269,62 @@ class ExplainTab:
         """
         c = self.controls
         drawing_started = time.perf_counter()
-        result = drawing.view_result(entry.explained.result, session["target"], session["beta"])
-        one, spec, cmap = result[0], entry.spec, session["colormap"]
+        view = drawing.View(session["target"], session["beta"], session["colormap"])
+        # β changes neither the two maps nor the tiles: they are drawn again only for a new
+        # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
+        role_maps = session.get("role_maps")
+        redraw_roles = drawn is None and (everything or role_maps is None or role_maps[2] != view.colormap)
+        parts = {"maps"} if drawn is None else set()
+        parts |= {"roles"} if redraw_roles else set()
+        if first_paint:
+            with torch_threads(1):
+                pictures = drawing.render_view(entry, view, parts)
+                return self._first_message(entry, session, pictures, role_maps)
+        # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
+        one_target = drawing.view_result(entry.explained.result, view.target, view.beta)[0].target
+        curve_started = time.perf_counter()
+        kept = entry.kept_confidence(one_target, (*TRADEOFF_BETAS, view.beta))
+        curve_seconds = time.perf_counter() - curve_started
+        parts |= {"curve"} | ({"details"} if everything else set())
         with torch_threads(1):
+            pictures = drawing.render_view(entry, view, parts, kept)
+            result, one, spec = pictures.result, pictures.result[0], entry.spec
             folder = files.output_dir()
             stem = f"{files.slug(entry.name)}_{files.slug(spec.categories[one.target])}_beta{one.beta:.2f}"
             if drawn is not None:
                 overlay, heatmap = drawn[self.overlay], drawn[self.heatmap]
+                role_maps = (drawn[self.base_map], drawn[self.scissors_map], view.colormap)
             else:
-                shown = render.resize_heatmap(one.heatmap, entry.display.size)
-                overlay = files.save_png(render.overlay(entry.display, shown, cmap=cmap), folder / f"{stem}_overlay.png")
-                small = render.resize_heatmap(one.heatmap, entry.thumbnail.size)
-                heatmap = files.save_png(render.colorize(small, cmap), folder / f"{stem}_heatmap.png")
-            out: dict[Any, Any] = {self.overlay: overlay, self.heatmap: heatmap, self.beta_note: drawing.beta_note(result)}
-            # β changes neither the two maps nor the tiles: they are drawn again only for a new
-            # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
-            role_maps = session.get("role_maps")
-            if drawn is not None:
-                role_maps = (drawn[self.base_map], drawn[self.scissors_map], cmap)
+                overlay = files.save_png(pictures.overlay, folder / f"{stem}_overlay.png")
+                heatmap = files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png")
+            if pictures.base_map is not None:
+                role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
+                             files.save_png(pictures.scissors_map, folder / "scissors.png"), view.colormap)
+            array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")  # exact, as computed
+            tradeoff = files.save_png(pictures.tradeoff_chart, folder / f"{stem}_tradeoff.png")
+            out: dict[Any, Any] = {
+                self.overlay: overlay, self.heatmap: heatmap, self.beta_note: pictures.beta_note,
+                self.tradeoff_md: pictures.tradeoff_markdown, self.tradeoff_chart: tradeoff,
+            }
+            if drawn is not None or redraw_roles:
                 out.update({self.base_map: role_maps[0], self.scissors_map: role_maps[1]})
-            elif everything or role_maps is None or role_maps[2] != cmap:
-                base, scissors = drawing.role_maps(one, entry.thumbnail.size, cmap)
-                role_maps = (files.save_png(base, folder / "base.png"), files.save_png(scissors, folder / "scissors.png"), cmap)
-                out.update({self.base_map: role_maps[0], self.scissors_map: role_maps[1]})
-            if first_paint:
-                out.update({
-                    c.top5: gr.Radio(choices=drawing.top5_choices(spec, one), value=str(one.target)),
-                    self.session: {**session, "role_maps": role_maps},
-                })
-                return out
-        # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
-        curve_started = time.perf_counter()
-        kept = entry.kept_confidence(one.target, (*TRADEOFF_BETAS, one.beta))
-        curve_seconds = time.perf_counter() - curve_started
-        with torch_threads(1):
-            array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")
-            name, full = spec.categories[one.target], float(one.target_probability)
-            tradeoff = files.save_png(drawing.tradeoff_chart(name, one.beta, kept, full), folder / f"{stem}_tradeoff.png")
-            out.update({
-                self.tradeoff_md: drawing.tradeoff_markdown(name, one.beta, kept, full), self.tradeoff_chart: tradeoff,
-            })
             tiles = list(session.get("tiles", []))
             if everything:
-                clusters = files.save_gallery(drawing.cluster_tiles(one, entry.thumbnail.size), folder, "cluster")
-                masked = files.save_gallery(
-                    drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color), folder, "masked"
-                )
-                chart = files.save_png(drawing.scores_chart(spec, one), folder / "scores.png")
+                clusters = files.save_gallery(pictures.clusters, folder, "cluster")
+                masked = files.save_gallery(pictures.masked, folder, "masked")
+                chart = files.save_png(pictures.scores_chart, folder / "scores.png")
                 tiles = [path for path, _ in clusters + masked] + [chart]
-                choices = drawing.top5_choices(spec, one)
                 second = one.top_classes[1] if len(one.top_classes) > 1 else one.target
                 out.update({
-                    self.clusters: clusters, self.masked: masked,
-                    self.scores_chart: chart,
-                    self.scores_table: drawing.scores_table(spec, one),
-                    c.top5: gr.Radio(choices=choices, value=str(one.target)),
+                    self.clusters: clusters, self.masked: masked, self.scores_chart: chart,
+                    self.scores_table: pictures.scores_table,
+                    c.top5: gr.Radio(choices=pictures.top5, value=str(one.target)),
                     c.target: gr.update(value="" if session["target"] is None else str(session["target"])),
                     self.class_a: str(one.target), self.class_b: str(second),
                 })
             passes = forward_images() - passes_before  # this request's: the explanation's and the curve's
             data = drawing.summary_data(entry, result, cached=cached, passes=passes, seconds=time.perf_counter() - started)
+            full = float(one.target_probability)
             data["confidence_kept"] = {
                 "beta": round(kept[round(one.beta, 4)], 6), "beta_1": round(kept[1.0], 6), "whole_image": round(full, 6),
                 "curve": {f"{b:g}": round(kept[b], 6) for b in TRADEOFF_BETAS},
@@ -351,6 +347,27 @@ class ExplainTab:
                 self.summary_md: drawing.summary_markdown(data),
                 self.session: {**session, "tiles": tiles, "role_maps": role_maps},
             })
+        return out
+
+    def _first_message(self, entry: CachedExplanation, session: dict[str, Any], pictures: drawing.Pictures,
+                       role_maps: Any) -> dict[Any, Any]:
+        """What is in view after Explain: the heatmap over the image, β's note, the class choice,
+        the base and scissors maps (written to files here; the second message reuses them)."""
+        one, folder = pictures.result[0], files.output_dir()
+        stem = f"{files.slug(entry.name)}_{files.slug(entry.spec.categories[one.target])}_beta{one.beta:.2f}"
+        out: dict[Any, Any] = {
+            self.overlay: files.save_png(pictures.overlay, folder / f"{stem}_overlay.png"),
+            self.heatmap: files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png"),
+            self.beta_note: pictures.beta_note,
+        }
+        if pictures.base_map is not None:
+            role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
+                         files.save_png(pictures.scissors_map, folder / "scissors.png"), session["colormap"])
+        out.update({
+            self.base_map: role_maps[0], self.scissors_map: role_maps[1],
+            self.controls.top5: gr.Radio(choices=drawing.top5_choices(entry.spec, one), value=str(one.target)),
+            self.session: {**session, "role_maps": role_maps},
+        })
         return out
 
     def _entry(self, session: Session) -> CachedExplanation | None:
