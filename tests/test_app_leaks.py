@@ -34,7 +34,7 @@ def small_cache(monkeypatch, tmp_path):
     torch.set_num_threads(before)
 
 
-def test_hundred_requests_some_failing_leave_no_hooks_and_flat_memory(small_cache, tmp_path):
+def test_sixty_requests_half_failing_leave_no_hooks_and_flat_memory(small_cache, tmp_path):
     import app
 
     tab = app.page.explain
@@ -74,20 +74,20 @@ def test_hundred_requests_some_failing_leave_no_hooks_and_flat_memory(small_cach
         except gr.Error:
             return False
 
-    for i in range(20):  # warm-up: allocator pools, lazy imports, a full cache
+    for i in range(10):  # warm-up: allocator pools, lazy imports, a full cache
         one_request(i)
     gc.collect()
     process = psutil.Process()
     before = process.memory_info().rss
-    outcomes = [one_request(i) for i in range(100)]
+    outcomes = [one_request(i) for i in range(60)]
     gc.collect()
     grown = (process.memory_info().rss - before) / 2**20
 
-    assert outcomes.count(False) == 50 and outcomes.count(True) == 50
+    assert outcomes.count(False) == 30 and outcomes.count(True) == 30
     assert hook_count(spec.model) == baseline_hooks
     assert all(not m._forward_hooks for m in spec.model.modules())  # no capture hook anywhere
     assert len(small_cache) <= 4
-    assert grown < 60, f"RSS grew by {grown:.1f} MiB over 100 requests"
+    assert grown < 60, f"RSS grew by {grown:.1f} MiB over 60 requests"
 
 
 def test_an_expired_explanation_is_dropped_and_reported():

@@ -26,8 +26,11 @@ from .conftest import ASSETS, ROOT, free_port
 pytestmark = pytest.mark.slow
 
 SECONDS = float(os.environ.get("CLUSTERCAM_TEST_STARTUP_SECONDS", 90))
-#: Seconds the first /explain may take after the page answers (issue: ≤ 3 s).
+#: Seconds after the page answers by which the first visitor sees an explanation: /explain's first
+#: message (the heatmap over the image, base and scissors, the class choice) (issue: ≤ 3 s) ...
 FIRST_EXPLAIN = 3.0
+#: ... and by which its whole answer (tiles, β curve, summary, files) has arrived.
+FIRST_WHOLE = 6.0
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg", "cat_and_coffee.jpg")
 
 
@@ -102,14 +105,15 @@ def test_three_visitors_from_the_first_second_are_all_served(started_server):
     from gradio_client import Client, handle_file
 
     url, answered, log, folder = started_server
-    results: list[tuple[int, float, float]] = []  # (client, seconds after the page answered, latency)
+    # (client, seconds after the page answered, first message's latency, whole answer's latency)
+    results: list[tuple[int, float, float, float]] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def visitor(number: int) -> None:
         paths = photographs(folder, number)
         try:
-            client = Client(url, verbose=False)
+            client = Client(url, verbose=False, download_files=False)  # as a browser: pictures fetched when shown
         except Exception as error:
             with lock:
                 errors.append(f"client {number}: {error!r}")
@@ -119,14 +123,20 @@ def test_three_visitors_from_the_first_second_are_all_served(started_server):
             began = time.monotonic()
             try:
                 job = client.submit(handle_file(paths[call % len(paths)]), api_name="/explain", seed=1000 * number + call)
+                first_message = None
+                while not job.done():
+                    if first_message is None and job.outputs():
+                        first_message = time.monotonic() - began
+                    time.sleep(0.01)
                 summary = job.result(timeout=120)[5]
                 assert summary["method"] == "clustercam"
             except Exception as error:
                 with lock:
                     errors.append(f"client {number}, call {call}: {error!r}")
             else:
+                whole = time.monotonic() - began
                 with lock:
-                    results.append((number, began - answered, time.monotonic() - began))
+                    results.append((number, began - answered, whole if first_message is None else first_message, whole))
             call += 1
 
     threads = [threading.Thread(target=visitor, args=(number,)) for number in range(3)]
@@ -138,11 +148,13 @@ def test_three_visitors_from_the_first_second_are_all_served(started_server):
     text = log.read_text(errors="replace")
     with urllib.request.urlopen(url + "gradio_api/info", timeout=10):
         pass  # still serving
-    print(f"\n{len(results)} explanations in {SECONDS:.0f} s; first answered {first[1] + first[2]:.2f} s after the page"
-          if first else "no explanation")
+    print(f"\n{len(results)} explanations in {SECONDS:.0f} s; the first shown {first[1] + first[2]:.2f} s and "
+          f"whole {first[1] + first[3]:.2f} s after the page" if first else "no explanation")
     assert not errors, errors[:5]
     assert len(results) >= 3 * 5
-    assert first[1] + first[2] <= FIRST_EXPLAIN, f"the first explanation came {first[1] + first[2]:.2f} s after the page"
+    assert first[1] + first[2] <= FIRST_EXPLAIN, f"the first explanation was shown {first[1] + first[2]:.2f} s after the page"
+    whole = min(row[1] + row[3] for row in results)
+    assert whole <= FIRST_WHOLE, f"the first whole answer came {whole:.2f} s after the page"
     assert "Traceback" not in text and "NameError" not in text and "upstream" not in text, text[-3000:]
 
 
@@ -200,8 +212,8 @@ def test_memory_stays_flat_as_new_visitors_come_and_go(bounded_server):
     for round_number in range(4):
         for visitor in range(24):
             path = variant(folder, 24 * round_number + visitor)
-            client = Client(url, verbose=False)
-            client.predict(handle_file(path), api_name="/explain", seed=visitor)
+            client = Client(url, verbose=False, download_files=False)  # as a browser: pictures fetched when shown
+            client.predict(handle_file(path), api_name="/explain", q=6, seed=visitor)
             client.predict(0.6, api_name="/reweight")
         sizes.append(server.memory_info().rss / 2**20)
     print("\nserver RSS after each round of 24 sessions (MB):", [round(size) for size in sizes])

@@ -72,7 +72,7 @@ EXPLAIN_SHARED_LINK = """() => {
 }"""
 Session = dict[str, Any] | None
 #: The background warm-up explains its next example only after this many seconds without a request.
-QUIET_SECONDS = 2.0
+QUIET_SECONDS = 5.0
 
 
 def default_settings(image: str) -> Settings:

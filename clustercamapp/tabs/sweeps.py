@@ -154,7 +154,9 @@ def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None
     The layers are :func:`sweep_layer_selection` (at most ``max_layers``); each caption gives the
     layer as ``name · kind · channels×height×width``.
     """
-    chosen = sweep_layer_selection(settings.spec(), expect_whole(max_layers, "max_layers", minimum=2))
+    spec = settings.spec()
+    settings.layer_name(spec)  # the sweep picks its own layers, but a layer that does not exist is still refused
+    chosen = sweep_layer_selection(spec, expect_whole(max_layers, "max_layers", minimum=2))
     variants = [(info.label, info.name, settings) for info in chosen]
     return run_sweep(settings, variants, progress, "Layers", what="This layer sweep",
                      advice="Choose fewer layers or a smaller Q.")
