@@ -18,12 +18,15 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("CLUSTERCAM_COMPILE", "0")
 
 from _common import ROOT
+
+sys.path.insert(0, str(ROOT))  # app.py
 
 
 def median_ms(samples: list[float]) -> float:
