@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,30 +77,35 @@ def variant(folder: Path, number: int) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def started_server(tmp_path_factory):
-    """``python app.py`` with compilation on and an empty compile cache; yields (url, moment the page
-    answered, log path) and stops it at the end."""
-    folder = tmp_path_factory.mktemp("startup")
+@contextmanager
+def serving_app(environment: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen, float]]:
+    """``python app.py`` on a free loopback port with ``environment`` added, its output in ``log``;
+    yields (url, process, the moment the page answered) and stops it at the end."""
     port = free_port()
-    log = folder / "server.log"
-    environment = {
-        **os.environ, "CLUSTERCAM_COMPILE": "1", "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
-        "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
+    environment = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+                   "GRADIO_ANALYTICS_ENABLED": "False", **environment}
     with log.open("w") as sink:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}/"
-            answered = wait_for_page(url, process)
-            yield url, answered, log, folder
+            yield url, process, wait_for_page(url, process)
         finally:
             process.terminate()
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def started_server(tmp_path_factory):
+    """``python app.py`` with compilation on and an empty compile cache; yields (url, moment the page
+    answered, log path) and stops it at the end."""
+    folder = tmp_path_factory.mktemp("startup")
+    log = folder / "server.log"
+    environment = {"CLUSTERCAM_COMPILE": "1", "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"), "PYTHONUNBUFFERED": "1"}
+    with serving_app(environment, log) as (url, _, answered):
+        yield url, answered, log, folder
 
 
 def test_three_visitors_from_the_first_second_are_all_served(started_server):
@@ -180,23 +187,9 @@ def bounded_server(tmp_path_factory):
     """``python app.py`` (eager, a small explanation cache and session capacity, so that both fill
     within the test); yields (url, process id, folder)."""
     folder = tmp_path_factory.mktemp("memory")
-    port = free_port()
-    environment = {
-        **os.environ, "CLUSTERCAM_COMPILE": "0", "CLUSTERCAM_APP_CACHE_SIZE": "8", "CLUSTERCAM_APP_SESSIONS": "24",
-        "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    with (folder / "server.log").open("w") as sink:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            wait_for_page(url, process)
-            yield url, process.pid, folder
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    environment = {"CLUSTERCAM_COMPILE": "0", "CLUSTERCAM_APP_CACHE_SIZE": "8", "CLUSTERCAM_APP_SESSIONS": "24"}
+    with serving_app(environment, folder / "server.log") as (url, process, _):
+        yield url, process.pid, folder
 
 
 def test_memory_stays_flat_as_new_visitors_come_and_go(bounded_server):
