@@ -281,25 +281,20 @@ class ExplainTab:
                 pictures = drawing.render_view(entry, view, parts)
                 return self._first_message(entry, session, pictures, role_maps)
         # the class kept on X∘H(β) across β: memoised; a β off the curve's grid costs one pass
-        one_target = drawing.view_result(entry.explained.result, view.target, view.beta)[0].target
+        shown_class = int(entry.explained.result.targets[0]) if view.target is None else view.target
         curve_started = time.perf_counter()
-        kept = entry.kept_confidence(one_target, (*TRADEOFF_BETAS, view.beta))
+        kept = entry.kept_confidence(shown_class, (*TRADEOFF_BETAS, view.beta))
         curve_seconds = time.perf_counter() - curve_started
         parts |= {"curve"} | ({"details"} if everything else set())
         with torch_threads(1):
             pictures = drawing.render_view(entry, view, parts, kept)
-            result, one, spec = pictures.result, pictures.result[0], entry.spec
-            folder = files.output_dir()
-            stem = f"{files.slug(entry.name)}_{files.slug(spec.categories[one.target])}_beta{one.beta:.2f}"
+            result, one = pictures.result, pictures.result[0]
+            folder, stem = files.output_dir(), self._stem(entry, one)
             if drawn is not None:
                 overlay, heatmap = drawn[self.overlay], drawn[self.heatmap]
                 role_maps = (drawn[self.base_map], drawn[self.scissors_map], view.colormap)
             else:
-                overlay = files.save_png(pictures.overlay, folder / f"{stem}_overlay.png")
-                heatmap = files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png")
-            if pictures.base_map is not None:
-                role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
-                             files.save_png(pictures.scissors_map, folder / "scissors.png"), view.colormap)
+                overlay, heatmap, role_maps = self._save_maps(entry, pictures, view.colormap, role_maps)
             array = files.save_npy(one.heatmap, folder / f"{stem}_heatmap.npy")  # exact, as computed
             tradeoff = files.save_png(pictures.tradeoff_chart, folder / f"{stem}_tradeoff.png")
             out: dict[Any, Any] = {
@@ -349,20 +344,30 @@ class ExplainTab:
             })
         return out
 
+    @staticmethod
+    def _stem(entry: CachedExplanation, one: Any) -> str:
+        """File-name stem of a view's files: the image, the class and β."""
+        return f"{files.slug(entry.name)}_{files.slug(entry.spec.categories[one.target])}_beta{one.beta:.2f}"
+
+    def _save_maps(self, entry: CachedExplanation, pictures: drawing.Pictures, colormap: str,
+                   role_maps: Any) -> tuple[str, str, Any]:
+        """Write the heatmap over the image and alone, and the base and scissors maps when they were
+        drawn (otherwise ``role_maps``, the files of an earlier view, stay): their paths."""
+        folder, stem = files.output_dir(), self._stem(entry, pictures.result[0])
+        overlay = files.save_png(pictures.overlay, folder / f"{stem}_overlay.png")
+        heatmap = files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png")
+        if pictures.base_map is not None:
+            role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
+                         files.save_png(pictures.scissors_map, folder / "scissors.png"), colormap)
+        return overlay, heatmap, role_maps
+
     def _first_message(self, entry: CachedExplanation, session: dict[str, Any], pictures: drawing.Pictures,
                        role_maps: Any) -> dict[Any, Any]:
         """What is in view after Explain: the heatmap over the image, β's note, the class choice,
         the base and scissors maps (written to files here; the second message reuses them)."""
-        one, folder = pictures.result[0], files.output_dir()
-        stem = f"{files.slug(entry.name)}_{files.slug(entry.spec.categories[one.target])}_beta{one.beta:.2f}"
-        out: dict[Any, Any] = {
-            self.overlay: files.save_png(pictures.overlay, folder / f"{stem}_overlay.png"),
-            self.heatmap: files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png"),
-            self.beta_note: pictures.beta_note,
-        }
-        if pictures.base_map is not None:
-            role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
-                         files.save_png(pictures.scissors_map, folder / "scissors.png"), session["colormap"])
+        one = pictures.result[0]
+        overlay, heatmap, role_maps = self._save_maps(entry, pictures, session["colormap"], role_maps)
+        out: dict[Any, Any] = {self.overlay: overlay, self.heatmap: heatmap, self.beta_note: pictures.beta_note}
         out.update({
             self.base_map: role_maps[0], self.scissors_map: role_maps[1],
             self.controls.top5: gr.Radio(choices=drawing.top5_choices(entry.spec, one), value=str(one.target)),
