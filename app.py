@@ -41,9 +41,10 @@ import gradio as gr
 import torch
 
 from clustercam.zoo import DEFAULT_MODEL, available_models
-from clustercamapp import engine, lanes, style, text
+from clustercamapp import engine, lanes, style
 from clustercamapp.controls import Controls, build_controls
 from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
+from clustercamapp.i18n import I18N, REMEMBER_LANGUAGE, T
 from clustercamapp.memory import tune_allocator
 from clustercamapp.scripts import ACCESSIBLE_GALLERIES
 from clustercamapp.tabs.compare import CompareTab
@@ -79,6 +80,7 @@ def launch_options() -> dict[str, Any]:
         "max_file_size": MAX_FILE_SIZE,
         "allowed_paths": [str(ASSETS)],
         "ssr_mode": False,
+        "i18n": I18N,  # the page's strings in the browser's language (clustercamapp/locales)
         # Gradio keeps each session's copy of the page's components until this many newer
         # sessions came: memory bounded by a budget, not by the visitors an hour brings
         "state_session_capacity": SESSION_CAPACITY,
@@ -102,22 +104,23 @@ def build_page() -> Page:
     default_model = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else available_models()[0]
     spec = get_model(default_model)
     with gr.Blocks(title="Cluster-CAM explorer", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(text.TITLE, elem_id="title")
+        gr.Markdown(T("page.title"), elem_id="title")
         with gr.Row(equal_height=False):
             controls = build_controls(spec)
             with gr.Column(scale=7, min_width=320), gr.Tabs(elem_id="tabs", overflow_behavior="wrap"):  # every tab one tap away on a phone
-                with gr.Tab("Explain", elem_id="tab-explain"):
+                with gr.Tab(T("page.tab.explain"), elem_id="tab-explain"):
                     explain = ExplainTab(controls)
-                with gr.Tab("Step by step", elem_id="tab-walk"):
+                with gr.Tab(T("page.tab.walk"), elem_id="tab-walk"):
                     walk = WalkthroughTab(controls)
-                with gr.Tab("Compare", elem_id="tab-compare"):
+                with gr.Tab(T("page.tab.compare"), elem_id="tab-compare"):
                     compare = CompareTab(controls)
-                with gr.Tab("Sweeps", elem_id="tab-sweeps"):
+                with gr.Tab(T("page.tab.sweeps"), elem_id="tab-sweeps"):
                     sweeps = SweepsTab(controls)
-                with gr.Tab("How it works", elem_id="tab-teach"):
+                with gr.Tab(T("page.tab.teach"), elem_id="tab-teach"):
                     learn = LearnTab(controls)
         demo.load(None, js=EXPLAIN_SHARED_LINK)
         demo.load(None, js=ACCESSIBLE_GALLERIES)
+        demo.load(None, js=REMEMBER_LANGUAGE)
         gr.api(lanes_status, api_name="lanes")
         gr.api(server_status, api_name="status")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)

@@ -18,26 +18,13 @@ import gradio as gr
 import pydantic
 from gradio.data_classes import ImageData
 
-#: What each parameter of the settings block (and the endpoints' own) accepts, in words.
-ACCEPTS: dict[str, str] = {
-    "image": "an image file (in gradio_client: handle_file(path))",
-    "model": "a model name (see the Model menu)",
-    "layer": "a layer name of the model, or '' for its default (see /layers)",
-    "q": "a whole number of clusters, 2 or more",
-    "beta": "a number from 0 to 1",
-    "clustering": "'kmeans' or 'spectral'",
-    "n_eigenvectors": "a whole number from 0 (0 = Q − 1)",
-    "sigma": "a positive number",
-    "theta": "a number from 0 to 1",
-    "seed": "a whole number from 0",
-    "target": "a class index or name, or '' for the top-1 class",
-    "preset": "a preset name, or '' for the default",
-    "similarity": "'euclidean', 'ssim', 'correlation', or '' for the preset's",
-    "normalize_rows": "true or false",
-    "colormap": "a colormap name",
-    "methods": "a list of method names",
-    "max_layers": "a whole number of layers from 2",
-}
+from .i18n import say
+
+#: The parameters whose accepted values are said in words (keys ``checks.accepts.<name>``).
+ACCEPTS = (
+    "image", "model", "layer", "q", "beta", "clustering", "n_eigenvectors", "sigma", "theta", "seed", "target",
+    "preset", "similarity", "normalize_rows", "colormap", "methods", "max_layers",
+)
 
 
 def _shown(value: Any) -> str:
@@ -46,9 +33,11 @@ def _shown(value: Any) -> str:
 
 
 def refused(name: str, value: Any, detail: str = "") -> ValueError:
-    """The error for a value of the wrong kind: ``"q: expects a whole number ...; got [1, 2]."``."""
-    extra = f" ({detail})" if detail else ""
-    return ValueError(f"{name}: expects {ACCEPTS.get(name, 'another value')}; got {_shown(value)}{extra}.")
+    """The error for a value of the wrong kind: ``"q: expects a whole number ...; got [1, 2]."``
+    (in the request's language; the parameter's name as the API spells it)."""
+    accepts = say(f"checks.accepts.{name}" if name in ACCEPTS else "checks.accepts.other")
+    extra = say("checks.detail", detail=detail) if detail else ""
+    return ValueError(say("checks.refused", name=name, accepts=accepts, value=_shown(value), extra=extra))
 
 
 #: Parameters whose empty text means "the default" (the preset's, the top-1 class, …): passed on
@@ -125,15 +114,15 @@ def expect_number(value: Any, name: str, *, minimum: float | None = None, maximu
         raise refused(name, value)
     number = float(value)
     if not math.isfinite(number):
-        raise refused(name, value, "not a finite number")
+        raise refused(name, value, say("checks.not_finite"))
     if whole and not number.is_integer():
-        raise refused(name, value, "not a whole number")
+        raise refused(name, value, say("checks.not_whole"))
     if positive and number <= 0:
-        raise refused(name, value, "not positive")
+        raise refused(name, value, say("checks.not_positive"))
     if minimum is not None and number < minimum:
-        raise refused(name, value, f"below {minimum:g}")
+        raise refused(name, value, say("checks.below", bound=f"{minimum:g}"))
     if maximum is not None and number > maximum:
-        raise refused(name, value, f"above {maximum:g}")
+        raise refused(name, value, say("checks.above", bound=f"{maximum:g}"))
     return number
 
 
@@ -152,4 +141,4 @@ def expect_choice(value: Any, name: str, choices: tuple[str, ...] | list[str], *
     text = expect_text(value, name)
     if (not text and empty) or text in choices:
         return text
-    raise refused(name, value, f"choose from {', '.join(choices)}")
+    raise refused(name, value, say("checks.choose_from", choices=", ".join(choices)))

@@ -15,6 +15,8 @@ import torch
 from clustercam.imaging import ImageError
 from clustercam.zoo import WeightsUnavailableError
 
+from .i18n import say
+
 F = TypeVar("F", bound=Callable[..., Any])
 #: The default of every handler's ``progress`` parameter. Gradio recognises it by its type and
 #: passes a fresh tracker per event; called directly (tests), it does nothing.
@@ -50,10 +52,7 @@ def user_errors(fn: F) -> F:
         except (ImageError, ValueError, TypeError, WeightsUnavailableError) as error:
             raise error_message(str(error)) from error
         except torch.OutOfMemoryError as error:
-            raise error_message(
-                "The device ran out of memory for this request; try a smaller image, a smaller Q or "
-                "fewer methods at once."
-            ) from error
+            raise error_message(say("errors.out_of_memory")) from error
 
     if inspect.isgeneratorfunction(fn):  # a listener that answers in several messages stays one
 

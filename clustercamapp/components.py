@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -35,3 +36,13 @@ def library_checked(image: gr.Image) -> gr.Image:
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image
+
+
+def deep_link_button(label: Any, copied: Any, **options: Any) -> gr.DeepLinkButton:
+    """A ``gr.DeepLinkButton`` whose two texts are translated strings (:func:`clustercamapp.i18n.T`).
+
+    The button writes its "copied" text into a line of JavaScript (``return "…";``) and takes both
+    texts as ``str`` only: each is passed as Gradio's translation marker, the copied one escaped
+    for that JavaScript string; the browser translates the marker wherever the button shows it.
+    """
+    return gr.DeepLinkButton(str(label), copied_value=json.dumps(str(copied))[1:-1], **options)

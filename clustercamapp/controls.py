@@ -22,7 +22,7 @@ import gradio as gr
 
 from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
-from clustercam.methods.presets import SPECTRAL_OPTIONS, preset_options
+from clustercam.methods.presets import preset_options
 from clustercam.zoo import ModelSpec, WeightsUnavailableError
 
 from . import drawing
@@ -30,6 +30,7 @@ from .checks import expect_text, named, named_image, refused
 from .common import user_errors
 from .components import library_checked
 from .engine import get_model, model_choices
+from .i18n import T, say
 from .settings import SETTING_NAMES, check_preset
 
 #: The β slider's step: fine enough for the tuned β (0.800-1.000 by 0.025, docs/protocol.md).
@@ -71,7 +72,7 @@ class Controls:
         try:
             spec = get_model(model)
         except (ValueError, WeightsUnavailableError) as error:
-            gr.Warning(html.escape(str(error), quote=False), duration=None, title=f"{model} cannot be used now")
+            gr.Warning(html.escape(str(error), quote=False), duration=None, title=say("controls.model_unusable", model=model))
             return {self.model: in_use}
         return {
             self.layer: gr.Dropdown(choices=[(info.label, info.name) for info in spec.layers()], value=spec.default_layer),
@@ -108,60 +109,55 @@ def build_controls(spec: ModelSpec) -> Controls:
     preset = PRESETS[DEFAULT_PRESET]
     with gr.Column(scale=4, min_width=320, elem_id="settings-column"):
         image = named_image(library_checked(gr.Image(
-            type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], label="Image",
+            type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], label=T("controls.image"),
             height=260, elem_id="input-image",
         )))
-        explain = gr.Button("Explain", variant="primary", size="lg", elem_id="explain-btn")
+        explain = gr.Button(T("controls.explain"), variant="primary", size="lg", elem_id="explain-btn")
         with gr.Column(elem_id="examples") as examples_slot:
             pass  # the Explain tab puts its cached examples here
         with gr.Group(elem_id="forward-settings"):
-            gr.Markdown("**Settings that need Explain again** (new network work)", elem_classes=["group-title"])
+            gr.Markdown(T("controls.forward_title"), elem_classes=["group-title"])
             model = gr.Dropdown(
-                choices=model_choices(), value=spec.name, label="Model", allow_custom_value=True, elem_id="model",
+                choices=model_choices(), value=spec.name, label=T("controls.model"), allow_custom_value=True, elem_id="model",
             )
             layer = gr.Dropdown(
                 choices=[(info.label, info.name) for info in spec.layers()], value=spec.default_layer,
-                label="Layer (name · kind · channels×height×width)", filterable=True,
+                label=T("controls.layer"), filterable=True,
                 allow_custom_value=True, elem_id="layer",
             )
             preset_menu = gr.Dropdown(
-                choices=drawing.preset_choices(), value=DEFAULT_PRESET, label="Preset",
-                info="Measured trade-offs: docs/benchmarks.md. Q, β and the clustering override it.",
+                choices=drawing.preset_choices(), value=DEFAULT_PRESET, label=T("controls.preset"), info=T("controls.preset_info"),
                 allow_custom_value=True, elem_id="preset",  # the handler refuses unknown names with the list
             )
-            q = gr.Slider(2, 16, value=DEFAULT_Q, step=1, label="Q: number of clusters", elem_id="q")
+            q = gr.Slider(2, 16, value=DEFAULT_Q, step=1, label=T("controls.q"), elem_id="q")
             clustering = gr.Radio(
-                [("K-means", "kmeans"), ("Spectral", "spectral")], value=preset.get("clustering", "kmeans"),
-                label="Clustering", elem_id="clustering",
-                info=f"Spectral compares maps by {SPECTRAL_OPTIONS['similarity']} (what separated objects best when the "
-                "presets were chosen); eq. 17's Euclidean similarity is under Spectral options",
+                [(T("controls.kmeans"), "kmeans"), (T("controls.spectral"), "spectral")], value=preset.get("clustering", "kmeans"),
+                label=T("controls.clustering"), elem_id="clustering", info=T("controls.clustering_info"),
             )
-            with gr.Accordion("Spectral options and seed", open=False, elem_id="options"):
-                n_eigenvectors = gr.Slider(0, 32, value=0, step=1, label="K: eigenvectors (0 = Q − 1)", elem_id="eigenvectors")
-                sigma = gr.Number(0.2, label="σ of eq. 11", elem_id="sigma")
-                theta = gr.Slider(0, 0.99, value=0.0, step=0.01, label="θ: edge threshold of eq. 11", elem_id="theta")
+            with gr.Accordion(T("controls.options"), open=False, elem_id="options"):
+                n_eigenvectors = gr.Slider(0, 32, value=0, step=1, label=T("controls.eigenvectors"), elem_id="eigenvectors")
+                sigma = gr.Number(0.2, label=T("controls.sigma"), elem_id="sigma")
+                theta = gr.Slider(0, 0.99, value=0.0, step=0.01, label=T("controls.theta"), elem_id="theta")
                 similarity = gr.Radio(
-                    [("Euclidean (eq. 17)", "euclidean"), ("SSIM (eq. 10)", "ssim"), ("Correlation (shape)", "correlation")],
-                    value=preset.get("similarity", "euclidean"), label="Similarity of two maps", elem_id="similarity",
+                    [(T(f"controls.similarity_{name}"), name) for name in ("euclidean", "ssim", "correlation")],
+                    value=preset.get("similarity", "euclidean"), label=T("controls.similarity"), elem_id="similarity",
                 )
                 normalize_rows = gr.Checkbox(
                     value=bool(preset.get("normalize_rows", False)),
-                    label="Unit-length rows of the spectral embedding (Ng–Jordan–Weiss)", elem_id="normalize-rows",
+                    label=T("controls.normalize_rows"), elem_id="normalize-rows",
                 )
-                seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                seed = gr.Number(0, precision=0, label=T("controls.seed"), elem_id="seed")
     beta = gr.Slider(
-        0, 1, value=DEFAULT_BETA, step=BETA_STEP, label="β: base against scissors",
-        info="1 = base alone, the faithful end; lower β lets the scissors cut more: sharper, more class-specific",
+        0, 1, value=DEFAULT_BETA, step=BETA_STEP, label=T("controls.beta"), info=T("controls.beta_info"),
         elem_id="beta", render=False,
     )
-    top5 = gr.Radio(choices=[], label="Class to explain: the top-5 predictions", elem_id="top5", render=False)
+    top5 = gr.Radio(choices=[], label=T("controls.top5"), elem_id="top5", render=False)
     target = gr.Dropdown(
-        choices=drawing.target_choices(spec), value="", label="…or any ImageNet class (type to search)",
+        choices=drawing.target_choices(spec), value="", label=T("controls.target"),
         filterable=True, allow_custom_value=True, elem_id="target", render=False,
     )
     colormap = gr.Dropdown(
-        choices=list(render.CMAPS), value=render.DEFAULT_CMAP, label="Colormap",
-        info="viridis is perceptually uniform; jet as in older CAM papers", elem_id="colormap", render=False,
+        choices=list(render.CMAPS), value=render.DEFAULT_CMAP, label=T("controls.colormap"), info=T("controls.colormap_info"), elem_id="colormap", render=False,
     )
     for name, component in (("model", model), ("layer", layer), ("preset", preset_menu), ("q", q), ("clustering", clustering),
                             ("n_eigenvectors", n_eigenvectors), ("sigma", sigma), ("theta", theta), ("similarity", similarity),

@@ -18,9 +18,10 @@ from PIL import Image
 from clustercam import render
 from clustercam.methods import PRESETS, ClusterCAMResult, ClusterExplanation
 from clustercam.methods.cluster import INERT_BETA
-from clustercam.methods.presets import PRESET_NOTES
 from clustercam.pipeline import summary as library_summary
 from clustercam.zoo import ModelSpec
+
+from .i18n import DEFAULT_LANGUAGE, T, say
 
 
 def view_result(result: ClusterCAMResult, target: int | None, beta: float) -> ClusterCAMResult:
@@ -37,14 +38,15 @@ def class_label(spec: ModelSpec, index: int) -> str:
     return f"{spec.categories[index]} · #{index}"
 
 
-def preset_choices() -> list[tuple[str, str]]:
-    """Choices of the preset dropdown: each preset with what it is for."""
-    return [(f"{name} — {PRESET_NOTES.get(name, '')}".rstrip(" —"), name) for name in PRESETS]
+def preset_choices() -> list[tuple[Any, str]]:
+    """Choices of the preset dropdown: each preset with what it computes and its measured figures
+    (translated in the browser: :func:`clustercamapp.i18n.preset_label`)."""
+    return [(T(f"preset_choice.{name}"), name) for name in PRESETS]
 
 
-def target_choices(spec: ModelSpec) -> list[tuple[str, str]]:
+def target_choices(spec: ModelSpec) -> list[tuple[Any, str]]:
     """Choices of the class dropdown: top-1 (empty value) and every class by index."""
-    return [("Top-1 prediction (default)", "")] + [
+    return [(T("controls.top1"), "")] + [
         (class_label(spec, index), str(index)) for index in range(len(spec.categories))
     ]
 
@@ -57,24 +59,34 @@ def top5_choices(spec: ModelSpec, one: ClusterExplanation) -> list[tuple[str, st
     ]
 
 
-def role(one: ClusterExplanation, q: int) -> str:
-    """``"BASE"`` / ``"SCISSORS"`` for the clusters of eqs. 20–21, else ``""``."""
-    return "BASE" if q == one.base_index else "SCISSORS" if q == one.scissors_index else ""
+def role_key(one: ClusterExplanation, q: int) -> str:
+    """``"base"`` / ``"scissors"`` for the clusters of eqs. 20–21, else ``""``."""
+    return "base" if q == one.base_index else "scissors" if q == one.scissors_index else ""
 
 
-def tile_caption(one: ClusterExplanation, q: int) -> str:
+def role(one: ClusterExplanation, q: int, language: str = DEFAULT_LANGUAGE) -> str:
+    """``"BASE"`` / ``"SCISSORS"`` (in ``language``) for the clusters of eqs. 20–21, else ``""``."""
+    key = role_key(one, q)
+    return say(f"drawing.role.{key}", language) if key else ""
+
+
+def tile_caption(one: ClusterExplanation, q: int, language: str = DEFAULT_LANGUAGE) -> str:
     """A short caption under a tile: cluster, role, score (``cluster 2 · BASE · p 0.912``)."""
-    label = role(one, q)
-    return f"cluster {q}{' · ' + label if label else ''} · p {float(one.scores[q]):.3f}"
+    label, score = role(one, q, language), float(one.scores[q])
+    if label:
+        return say("drawing.tile_role", language, q=q, role=label, score=score)
+    return say("drawing.tile", language, q=q, score=score)
 
 
-def cluster_tiles(one: ClusterExplanation, size: tuple[int, int]) -> list[tuple[Image.Image, str]]:
+def cluster_tiles(one: ClusterExplanation, size: tuple[int, int],
+                  language: str = DEFAULT_LANGUAGE) -> list[tuple[Image.Image, str]]:
     """The Q cluster mean maps (eq. 18) with short captions; base solid-framed, scissors dashed."""
     tiles = render.cluster_tiles(one, size)
-    return [(tile, tile_caption(one, q)) for q, tile in enumerate(tiles)]
+    return [(tile, tile_caption(one, q, language)) for q, tile in enumerate(tiles)]
 
 
-def feature_tiles(activations: Any, labels: Any, size: tuple[int, int], count: int) -> list[tuple[Image.Image, str]]:
+def feature_tiles(activations: Any, labels: Any, size: tuple[int, int], count: int,
+                  language: str = DEFAULT_LANGUAGE) -> list[tuple[Image.Image, str]]:
     """The ``count`` most active of a layer's feature maps ``(N, h, w)``, each scaled to ``[0, 1]``
     on its own and coloured, captioned with its channel and the cluster it joined."""
     means = activations.float().mean(dim=(-2, -1))
@@ -84,14 +96,16 @@ def feature_tiles(activations: Any, labels: Any, size: tuple[int, int], count: i
         values = activations[channel].float()
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) / (high - low) if high > low else values * 0
-        tiles.append((render.colorize(render.resize_heatmap(scaled, size)), f"channel {channel} · cluster {int(labels[channel])}"))
+        caption = say("drawing.feature_tile", language, channel=channel, cluster=int(labels[channel]))
+        tiles.append((render.colorize(render.resize_heatmap(scaled, size)), caption))
     return tiles
 
 
-def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any) -> list[tuple[Image.Image, str]]:
+def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any,
+                 language: str = DEFAULT_LANGUAGE) -> list[tuple[Image.Image, str]]:
     """The Q masked inputs X∘H_q (eq. 19), as the network saw them, with short captions."""
     tiles = render.masked_tiles(one, thumbnail, baseline)
-    return [(tile, tile_caption(one, q)) for q, tile in enumerate(tiles)]
+    return [(tile, tile_caption(one, q, language)) for q, tile in enumerate(tiles)]
 
 
 def role_maps(one: ClusterExplanation, size: tuple[int, int], cmap: str) -> tuple[Image.Image, Image.Image]:
@@ -103,14 +117,20 @@ def role_maps(one: ClusterExplanation, size: tuple[int, int], cmap: str) -> tupl
     return base, scissors
 
 
-def scores_table(spec: ModelSpec, one: ClusterExplanation) -> pd.DataFrame:
+def scores_table(spec: ModelSpec, one: ClusterExplanation, language: str = DEFAULT_LANGUAGE) -> pd.DataFrame:
     """The details of the tiles: cluster, role, number of maps, and the score ``y_q`` (eq. 19)."""
     name = spec.categories[one.target]
+    clusters = range(len(one.cluster_sizes))
+
+    def role_word(q: int) -> str:
+        key = role_key(one, q)
+        return say(f"drawing.role_word.{key}", language) if key else "—"
+
     return pd.DataFrame(
         {
-            "cluster": list(range(len(one.cluster_sizes))),
-            "role": [role(one, q).lower() or "—" for q in range(len(one.cluster_sizes))],
-            "maps": list(one.cluster_sizes),
+            say("drawing.column.cluster", language): list(clusters),
+            say("drawing.column.role", language): [role_word(q) for q in clusters],
+            say("drawing.column.maps", language): list(one.cluster_sizes),
             f"p({name})": [round(float(score), 6) for score in one.scores.tolist()],
         }
     )
@@ -123,30 +143,31 @@ def scores_chart(spec: ModelSpec, one: ClusterExplanation) -> Image.Image:
 _THIRDS = (("top", "middle", "bottom"), ("left", "centre", "right"))
 
 
-def where(heatmap: torch.Tensor | np.ndarray) -> str:
+def where(heatmap: torch.Tensor | np.ndarray, language: str = DEFAULT_LANGUAGE) -> str:
     """Where a heatmap's mass lies, in words ("top left", "centre", "right", …), for alt text."""
     values = np.clip(np.nan_to_num(render.to_numpy(heatmap)), 0, None).astype(np.float64)
     total = values.sum()
     if total <= 0:
-        return "nowhere (the heatmap is empty)"
+        return say("drawing.where.nowhere", language)
     rows, columns = np.indices(values.shape)
     y = float((rows * values).sum() / total) / max(1, values.shape[0] - 1)
     x = float((columns * values).sum() / total) / max(1, values.shape[1] - 1)
     vertical, horizontal = _THIRDS[0][min(2, int(y * 3))], _THIRDS[1][min(2, int(x * 3))]
+    words = {name: say(f"drawing.where.{name}", language) for name in (vertical, horizontal)}
     if vertical == "middle":
-        return horizontal
-    return vertical if horizontal == "centre" else f"{vertical} {horizontal}"
+        return words[horizontal]
+    if horizontal == "centre":
+        return words[vertical]
+    return say("drawing.where.pair", language, vertical=words[vertical], horizontal=words[horizontal])
 
 
-def overlay_alt(spec: ModelSpec, one: ClusterExplanation) -> str:
+def overlay_alt(spec: ModelSpec, one: ClusterExplanation, language: str = DEFAULT_LANGUAGE) -> str:
     """Alt text of the overlay: what it shows and where the heat is."""
-    return (
-        f"Cluster-CAM heatmap for the class {spec.categories[one.target]} (β = {one.beta:.2f}) over the "
-        f"image; the heat is strongest near the {where(one.heatmap)} of the image."
-    )
+    return say("drawing.overlay_alt", language, name=spec.categories[one.target], beta=one.beta,
+               where=where(one.heatmap, language))
 
 
-def beta_note(result: ClusterCAMResult) -> str:
+def beta_note(result: ClusterCAMResult, language: str = DEFAULT_LANGUAGE) -> str:
     """A sentence under the β slider when β's effect needs explaining, else ``""``.
 
     β = 0 keeps only "minus the scissors", which the output scaling clips to nothing: the map is
@@ -156,41 +177,26 @@ def beta_note(result: ClusterCAMResult) -> str:
     """
     one = result[0]
     if float(one.heatmap.max()) <= 0:
-        if one.beta == 0:
-            return (
-                "**β = 0:** the heatmap is minus the scissors alone; negative values are cut away, so "
-                "nothing is left. Raise β to bring the base back."
-            )
-        return "**The heatmap is empty** for these settings: the scissors cancel the base everywhere."
+        return say("drawing.beta_zero" if one.beta == 0 else "drawing.empty", language)
     effect = float(result.beta_effect()[0])
     if effect < INERT_BETA:
-        return (
-            f"**β barely acts here** ({100 * effect:.1f} % change between β = 0.5 and 1): this preset "
-            f"computes {result.cognition.formula}, where the scissors only trim the base. Choose the "
-            "`eq22` preset to see β at work."
-        )
+        return say("drawing.beta_barely", language, effect=100 * effect, formula=result.cognition.formula)
     return ""
 
 
-def heatmap_label(result: ClusterCAMResult) -> str:
+def heatmap_label(result: ClusterCAMResult, language: str = DEFAULT_LANGUAGE) -> str:
     """The heading of the heatmap: the formula the explanation computed (eq. 22 or a variant)."""
-    return f"Heatmap: {result.cognition.formula}"
+    return say("drawing.heatmap_label", language, formula=result.cognition.formula)
 
 
-def tradeoff_markdown(class_name: str, beta: float, kept: dict[float, float], full: float) -> str:
+def tradeoff_markdown(class_name: str, beta: float, kept: dict[float, float], full: float,
+                      language: str = DEFAULT_LANGUAGE) -> str:
     """The number beside the heatmap: what the network keeps of ``class_name`` on the image masked
     by the heatmap at this β and at β = 1, and which end of the trade-off β is at."""
     here, top = kept[round(beta, 4)], kept[1.0]
-    if beta >= 0.95:
-        end = "the faithful end: the map keeps what the network needs; lower β for a sharper, more class-specific map"
-    elif here >= top - 0.02:
-        end = "closer to what the network needs, and sharper than β = 1"
-    else:
-        end = "sharper, more class-specific: the scissors cut away regions that also speak for the class"
-    return (
-        f"**Confidence kept at β = {beta:.2f}: {here:.2f}** (β = 1: {top:.2f}; whole image: {full:.2f})  \n"
-        f"<small>p({class_name}) on the image masked by the heatmap. β = {beta:.2f} is {end}.</small>"
-    )
+    end = "faithful" if beta >= 0.95 else "close" if here >= top - 0.02 else "sharp"
+    return say("drawing.tradeoff", language, beta=beta, here=here, top=top, full=full, name=class_name,
+               end=say(f"drawing.end.{end}", language))
 
 
 def tradeoff_chart(class_name: str, beta: float, kept: dict[float, float], full: float) -> Image.Image:
@@ -219,20 +225,18 @@ def summary_data(
     return data
 
 
-def summary_markdown(data: dict[str, Any]) -> str:
+def summary_markdown(data: dict[str, Any], language: str = DEFAULT_LANGUAGE) -> str:
     """A short, projector-friendly account of :func:`summary_data` (equations as secondary text)."""
     target, base, scissors, request = data["target"], data["base"], data["scissors"], data["request"]
-    now = "served from the cache" if request["cached"] else "computed now"
-    return (
-        f"**Explained class:** {target['name']} (p = {target['probability']:.3f})  \n"
-        f"**Base:** cluster {base['cluster']} ({base['maps']} maps, p = {base['score']:.3f}) · "
-        f"**Scissors:** cluster {scissors['cluster']} ({scissors['maps']} maps, p = {scissors['score']:.4f})  \n"
-        f"**Heatmap:** {data['formula']}, β = {data['beta']:.2f} · Q = {data['q']} · preset `{data['preset']}` · "
-        f"layer `{data['layer']}` of {data['model']}  \n"
-        f"<small>Cost: {data['forward_passes']} forward passes (1 + Q), {data['backward_passes']} backward, "
-        f"{data['seconds']:.2f} s on {data['device']}. This request: {request['forward_passes']} forward passes, "
-        f"{1000 * request['server_seconds']:.0f} ms ({now}). Base and scissors: eqs. 20–21; heatmap: "
-        f"{data['formula']}.</small>"
+    return say(
+        "drawing.summary", language, name=target["name"], probability=target["probability"],
+        base=base["cluster"], base_maps=base["maps"], base_score=base["score"],
+        scissors=scissors["cluster"], scissors_maps=scissors["maps"], scissors_score=scissors["score"],
+        formula=data["formula"], beta=data["beta"], q=data["q"], preset=data["preset"], layer=data["layer"],
+        model=data["model"], forward=data["forward_passes"], backward=data["backward_passes"],
+        seconds=data["seconds"], device=data["device"], request_forward=request["forward_passes"],
+        request_ms=1000 * request["server_seconds"],
+        now=say("drawing.cached" if request["cached"] else "drawing.computed", language),
     )
 
 
@@ -241,11 +245,13 @@ def summary_markdown(data: dict[str, Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class View:
-    """What the page shows of one explanation: the class (None: the top-1), β and the colormap."""
+    """What the page shows of one explanation: the class (None: the top-1), β, the colormap and
+    the language of its words."""
 
     target: int | None
     beta: float
     colormap: str
+    language: str = DEFAULT_LANGUAGE
 
 
 #: The parts a view can draw: ``maps`` (the heatmap over the image, and alone), ``roles`` (the base
@@ -282,8 +288,8 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
     if unknown:
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}.")
     result = view_result(entry.explained.result, view.target, view.beta)
-    one, spec, cmap = result[0], entry.spec, view.colormap
-    pictures = Pictures(result=result, beta_note=beta_note(result))
+    one, spec, cmap, language = result[0], entry.spec, view.colormap, view.language
+    pictures = Pictures(result=result, beta_note=beta_note(result, language))
     if "maps" in parts:
         shown = render.resize_heatmap(one.heatmap, entry.display.size)
         pictures.overlay = render.overlay(entry.display, shown, cmap=cmap)
@@ -291,15 +297,15 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
     if "roles" in parts:
         pictures.base_map, pictures.scissors_map = role_maps(one, entry.thumbnail.size, cmap)
     if "details" in parts:
-        pictures.clusters = cluster_tiles(one, entry.thumbnail.size)
-        pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color)
+        pictures.clusters = cluster_tiles(one, entry.thumbnail.size, language)
+        pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color, language)
         pictures.scores_chart = scores_chart(spec, one)
-        pictures.scores_table = scores_table(spec, one)
+        pictures.scores_table = scores_table(spec, one, language)
         pictures.top5 = top5_choices(spec, one)
     if "curve" in parts:
         if kept is None:
             raise ValueError("The β curve needs the kept confidences (CachedExplanation.kept_confidence).")
         name, full = spec.categories[one.target], float(one.target_probability)
         pictures.tradeoff_chart = tradeoff_chart(name, one.beta, kept, full)
-        pictures.tradeoff_markdown = tradeoff_markdown(name, one.beta, kept, full)
+        pictures.tradeoff_markdown = tradeoff_markdown(name, one.beta, kept, full, language)
     return pictures

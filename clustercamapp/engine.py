@@ -62,6 +62,7 @@ from clustercam.pipeline import ImageExplanation, explain_image
 from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
 from .gpu import ON_ZERO_GPU, duration_for, gpu_task
+from .i18n import say
 from .memory import release_free_memory
 
 #: Explanations running at once (the explain lane; studies have their own, see
@@ -234,7 +235,7 @@ def get_model(name: str) -> ModelSpec:
     """
     offered = available_models()
     if name not in offered:
-        raise ValueError(f"Unknown model '{name}'. Choose one of: {', '.join(offered)}.")
+        raise ValueError(say("errors.unknown_model", name=name, offered=", ".join(offered)))
     with _named_lock(_load_locks, name):
         return _load(name)
 
@@ -246,11 +247,9 @@ def resolve_layer_name(spec: ModelSpec, layer: str | None) -> str:
     names = spec.layer_names()
     if layer not in names:
         close = [name for name in names if layer.lower() in name.lower()][:5]
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"Unknown layer '{layer}' for {spec.name}; it has {len(names)} explainable layers "
-            f"(e.g. {spec.default_layer}, its default).{hint}"
-        )
+        hint = say("errors.did_you_mean", names=", ".join(close)) if close else ""
+        raise ValueError(say("errors.unknown_layer", layer=layer, model=spec.name, count=len(names),
+                             default=spec.default_layer, hint=hint))
     return layer
 
 

@@ -48,6 +48,7 @@ from clustercam.zoo import ModelSpec
 from .common import UserError
 from .engine import NETWORK_CONCURRENCY, get_model, model_lock
 from .gpu import ON_ZERO_GPU, passes_within
+from .i18n import say
 from .memory import release_free_memory
 
 ON_GPU = torch.cuda.is_available()
@@ -89,8 +90,9 @@ POLL_SECONDS = 0.25
 EXPLAIN_LANE = {"concurrency_id": "explain", "concurrency_limit": NETWORK_CONCURRENCY}
 STUDY_LANE = {"concurrency_id": "study", "concurrency_limit": STUDY_CONCURRENCY + STUDY_WAITING}
 
-REPLACED = "Stopped: a newer study from this session replaced this one."
-ABANDONED = "Stopped: the page that asked for this study is gone."
+#: Why a study stopped, in English (the request's language is said when it stops).
+REPLACED = say("lanes.replaced", "en")
+ABANDONED = say("lanes.abandoned", "en")
 
 
 class StudyRefused(UserError):
@@ -125,10 +127,8 @@ class StudyCost:
         return shown + (", …" if len(ordered) > most else "")
 
     def refusal(self, budget: int) -> str:
-        return (
-            f"{self.what} needs about {self.total:,} network passes ({self.breakdown()}), more than this "
-            f"server allows for one request ({budget:,}; CLUSTERCAM_APP_STUDY_BUDGET). {self.advice}"
-        ).strip()
+        return say("lanes.over_request", what=self.what, total=self.total, breakdown=self.breakdown(), budget=budget,
+                   advice=self.advice).strip()
 
 
 def method_passes(method: str, channels: int, options: dict) -> int:
@@ -156,14 +156,15 @@ def compare_cost(spec: ModelSpec, layer: str, methods: Sequence[str], options: d
         for title, passes in sorted(parts, key=lambda part: -part[1]):
             if rest <= budget:
                 break
-            untick.append(f"{title} ({passes:,} passes here" + (", one per feature map)" if passes > channels[layer] else ")"))
+            per_map = "lanes.untick_part_per_map" if passes > channels[layer] else "lanes.untick_part"
+            untick.append(say(per_map, method=title, passes=passes))
             rest -= passes
-        keep = f": the rest ({rest:,}) fits" if 0 < rest <= budget else ""
+        keep = say("lanes.rest_fits", rest=rest) if 0 < rest <= budget else ""
         fitting = [name for name in channels if name.count(".") <= 1 and sum(p for _, p in parts_at(name)) <= budget]
-        where = f"; or explain an earlier layer with fewer feature maps (e.g. {fitting[-1]}, {channels[fitting[-1]]} maps)" if fitting else ""
+        where = say("lanes.earlier_layer", layer=fitting[-1], maps=channels[fitting[-1]]) if fitting else ""
         cheap = method_passes("clustercam", channels[layer], options) + 1
-        advice = f"Untick {' and '.join(untick)}{keep}{where}. Cluster-CAM ({cheap:,} passes) is the gradient-free choice that fits."
-    return StudyCost("This comparison", parts, advice)
+        advice = say("lanes.advice", parts=say("lanes.and").join(untick), rest=keep, layer=where, passes=cheap)
+    return StudyCost(say("lanes.what.compare"), parts, advice)
 
 
 class Ticket:
@@ -175,9 +176,9 @@ class Ticket:
 
     def check(self, _batch: int = 0) -> None:
         if self.replaced:
-            raise StudyStopped(REPLACED)
+            raise StudyStopped(say("lanes.replaced"))
         if not self.alive():
-            raise StudyStopped(ABANDONED)
+            raise StudyStopped(say("lanes.abandoned"))
 
 
 class StudyGate:
@@ -221,11 +222,8 @@ class StudyGate:
             with self._lock:
                 oldest = self._spent[session][0][0] if self._spent[session] else time.monotonic()
             minutes = max(1, round((self.window - (time.monotonic() - oldest)) / 60))
-            raise StudyRefused(
-                f"{cost.what} needs about {cost.total:,} network passes; this session has used {spent:,} of its "
-                f"{self.session_budget:,} for studies this hour (CLUSTERCAM_APP_SESSION_BUDGET). Try again in about "
-                f"{minutes} minute(s), or choose a cheaper study. Explain is not limited."
-            )
+            raise StudyRefused(say("lanes.over_session", what=cost.what, total=cost.total, spent=spent,
+                                   budget=self.session_budget, minutes=minutes))
 
     @contextmanager
     def admit(self, session: str, cost: StudyCost, alive: Callable[[], bool] = lambda: True) -> Iterator[Ticket]:
@@ -236,10 +234,7 @@ class StudyGate:
         with self._lock:
             previous = self._current.get(session)
             if previous is None and self._waiting >= self.waiting_limit and self._running >= self.slots:
-                raise StudyRefused(
-                    f"The server is busy with {self._running + self._waiting} other studies; try again in a minute. "
-                    "Explain is not affected."
-                )
+                raise StudyRefused(say("lanes.busy", count=self._running + self._waiting))
             if previous is not None:
                 previous.replaced = True  # it stops at its next batch (or while waiting)
             self._current[session] = ticket

@@ -26,6 +26,7 @@ from clustercam.zoo import DEFAULT_MODEL, ModelSpec
 from .checks import expect_choice, expect_flag, expect_number, expect_text, expect_whole, refused
 from .common import PROGRESS, UserError
 from .engine import get_model, resolve_layer_name
+from .i18n import say
 
 #: The settings block every network endpoint starts with, in order, with the API's defaults.
 SETTING_DEFAULTS: dict[str, Any] = {
@@ -175,10 +176,10 @@ class Settings:
         """``(file bytes, name stem)`` of the uploaded image; the bytes go to
         :func:`clustercam.load_image` (size limit, EXIF, any mode) and are hashed for the cache."""
         if not self.image:
-            raise UserError("No image yet: upload one (or paste, or use the webcam) or click an example.")
+            raise UserError(say("errors.no_image"))
         file = Path(self.image)
         if not file.is_file():
-            raise ImageError(f"No image file at {file.name}; please upload it again.")
+            raise ImageError(say("errors.no_file", name=file.name))
         return file.read_bytes(), file.stem
 
 

@@ -30,7 +30,8 @@ from clustercam.imaging import load_image, resize_for_network
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, PRESETS, ClusterCAM
 from clustercam.pipeline import explain_image
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
-from clustercamapp import engine, text
+from clustercamapp import engine
+from clustercamapp.i18n import say
 from clustercamapp.controls import layers
 from clustercamapp.settings import SETTING_NAMES
 from clustercamapp.tabs import compare as compare_tab
@@ -344,7 +345,7 @@ def test_a_new_image_clears_every_output(tab):
 
 
 def test_redraws_before_any_explanation_change_nothing(tab):
-    nothing = {tab.session: None, tab.beta_note: text.NOTHING_TO_REDRAW}
+    nothing = {tab.session: None, tab.beta_note: say("explain.nothing_to_redraw")}
     assert tab.on_reweight(0.5, None) == nothing == tab.on_retarget("espresso", None)
 
 

@@ -31,10 +31,21 @@ from ..common import UserError, user_errors
 from ..controls import Controls
 from ..engine import DISPLAY_SIDE
 from ..gpu import duration_for, gpu_task
+from ..i18n import T, request_language, say
 from ..settings import Settings, listener_arguments, takes_settings
 
-#: Columns of the comparison table; Y = p(class | X), O = p(class | X∘H) (see the tab's note).
-COLUMNS = ["method", "time (s)", "forward", "backward", "Y", "O", "drop (%)", "increase"]
+#: Columns of the comparison table (keys of the page's strings; ``Y`` = p(class | X) and ``O`` =
+#: p(class | X∘H) are notation, the same in every language; see the tab's note).
+COLUMN_KEYS = ["method", "time", "forward", "backward", "Y", "O", "drop", "increase"]
+
+
+def columns(language: str | None = None) -> list[str]:
+    """The comparison table's column names in ``language`` (default: the request's)."""
+    return [key if key in ("Y", "O") else say(f"compare.column.{key}", language) for key in COLUMN_KEYS]
+
+
+#: The columns in English (what an API caller that asks for no language gets).
+COLUMNS = columns("en")
 
 
 def method_choices() -> list[tuple[str, str]]:
@@ -67,10 +78,10 @@ def check_methods(methods: Any) -> list[str]:
         raise refused("methods", methods)
     chosen = [method for method in (methods or []) if method]
     if not chosen:
-        raise UserError("Tick at least one method to compare.")
+        raise UserError(say("compare.tick_one"))
     unknown = [method for method in chosen if method not in METHODS]
     if unknown:
-        raise refused("methods", methods, f"unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise refused("methods", methods, say("checks.unknown_methods", names=", ".join(unknown), choices=", ".join(METHODS)))
     return chosen
 
 
@@ -91,15 +102,15 @@ def compare(
     layer, wanted = settings.layer_name(shared), settings.target_index(shared)
     options = {**settings.options, "beta": settings.beta}
     cost = lanes.compare_cost(shared, layer, chosen, options, budget=lanes.GATE.request_budget)
-    picture = load_image(data)
+    picture, language = load_image(data), request_language()
     return lanes.run_study(cost, lambda: _compare(
-        lanes.study_model(shared.name), picture, layer, wanted, chosen, options, settings.colormap, progress
+        lanes.study_model(shared.name), picture, layer, wanted, chosen, options, settings.colormap, progress, language
     ))
 
 
 def _compare(
     spec: ModelSpec, picture: Image.Image, layer: str, wanted: int | None, chosen: list[str],
-    options: dict[str, Any], colormap: str, progress: Any,
+    options: dict[str, Any], colormap: str, progress: Any, language: str = "en",
 ) -> tuple[list[tuple[str, str]], pd.DataFrame]:
     """The comparison itself, on the study lane's copy of the model (see :func:`compare`)."""
     display = picture.copy()
@@ -107,7 +118,7 @@ def _compare(
     folder = files.output_dir()
     gallery: list[tuple[str, str]] = []
     rows = []
-    steps = progress.tqdm(chosen, desc="Methods") if progress is not None else chosen
+    steps = progress.tqdm(chosen, desc=say("compare.progress", language)) if progress is not None else chosen
     for method in steps:
         cls = METHODS[method]
         accepted = set(cls.option_names())
@@ -124,15 +135,16 @@ def _compare(
         one = result[0]
         drop, increased = average_drop(y, o), increase_in_confidence(y, o) > 0
         if not gallery:
-            caption = f"Input · {spec.categories[one.target]}"
+            caption = say("compare.input", language, name=spec.categories[one.target])
             gallery.append((files.save_png(display, folder / "input.png"), caption))
         overlay = render.overlay(display, result.heatmaps[0], cmap=colormap)
-        gallery.append((files.save_png(overlay, folder / f"{files.slug(method)}.png"), f"{cls.title} · drop {drop:.1f} %"))
+        gallery.append((files.save_png(overlay, folder / f"{files.slug(method)}.png"),
+                        say("compare.caption", language, method=cls.title, drop=drop)))
         rows.append([
             cls.title, round(one.seconds, 3), one.forward_passes, one.backward_passes,
-            round(float(y[0]), 4), round(float(o[0]), 4), round(drop, 2), "yes" if increased else "no",
+            round(float(y[0]), 4), round(float(o[0]), 4), round(drop, 2), say("compare.yes" if increased else "compare.no", language),
         ])
-    return gallery, pd.DataFrame(rows, columns=COLUMNS)
+    return gallery, pd.DataFrame(rows, columns=columns(language))
 
 
 def compare_passes(settings: Settings, methods: Any) -> int:
@@ -161,16 +173,17 @@ compare_listener = gpu_task(duration=_compare_seconds)(_checked_compare)
 class CompareTab:
     def __init__(self, controls: Controls):
         self.controls = controls
-        gr.Markdown(text.COMPARE_NOTE, latex_delimiters=text.LATEX, elem_classes=["note"])
+        gr.Markdown(T("compare.note"), latex_delimiters=text.LATEX, elem_classes=["note"])
         self.methods = named(gr.CheckboxGroup(
-            choices=method_choices(), value=default_methods(controls.spec.device, controls.spec), label="Methods",
+            choices=method_choices(), value=default_methods(controls.spec.device, controls.spec), label=T("compare.methods"),
             elem_id="compare-methods",
         ), "methods")
         with gr.Row():
-            self.run = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=3)
-            self.stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)
-        self.gallery = gr.Gallery(label="Heatmaps (the paper's Fig. 1)", columns=4, elem_id="compare-gallery", **style.GALLERY)
-        self.table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=False, elem_id="compare-table")
+            self.run = gr.Button(T("compare.run"), variant="primary", elem_id="compare-btn", scale=3)
+            self.stop = gr.Button(T("compare.stop"), variant="stop", elem_id="compare-stop", scale=1)
+        self.gallery = gr.Gallery(label=T("compare.gallery"), columns=4, elem_id="compare-gallery", **style.GALLERY)
+        # headers come with the answer, in the request's language (Gradio translates no header)
+        self.table = gr.Dataframe(label=T("compare.table"), interactive=False, wrap=False, elem_id="compare-table")
         running = self.run.click(
             compare_listener, [*controls.settings(), self.methods],
             [self.gallery, self.table], api_name="compare", **lanes.STUDY_LANE,

@@ -27,8 +27,9 @@ import gradio as gr
 from clustercam import render
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
 
-from .. import drawing, engine, files, lanes, style, text
+from .. import drawing, engine, files, lanes, style
 from ..common import user_errors
+from ..components import deep_link_button
 from ..controls import Controls
 from ..engine import (
     EXAMPLES_READY,
@@ -44,11 +45,12 @@ from ..engine import (
     requests_in_flight,
     torch_threads,
 )
+from ..i18n import T, request_language, say
 from ..settings import Settings, check_colormap, checked_beta, class_of, takes_settings
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
-#: The example buttons: label (the button's accessible name) and file.
+#: The example buttons: English label (the handler's key; the button shows ``explain.example.<key>``) and file.
 EXAMPLES = {
     "Cat": "chelsea.jpg",
     "Espresso": "coffee.jpg",
@@ -128,14 +130,13 @@ class ExplainTab:
 
     def __init__(self, controls: Controls):
         self.controls = c = controls
-        gr.Markdown(text.EXPLAIN_NOTE, elem_classes=["note"])
+        gr.Markdown(T("explain.note"), elem_classes=["note"])
         with gr.Column(elem_id="result-panel"):
             with gr.Row(equal_height=False):
                 self.overlay = gr.Image(
-                    label="Heatmap over the image", format="png", interactive=False, height=340, scale=3,
+                    label=T("explain.overlay"), format="png", interactive=False, height=340, scale=3,
                     min_width=300, buttons=["download", "fullscreen"], elem_id="overlay", elem_classes=["labelled-image"],
-                    alt_text="Cluster-CAM heatmap over the image: bright where the explained class is supported "
-                    "(the class and clusters are named in the summary below).",
+                    alt_text=T("explain.overlay_alt"),
                 )
                 with gr.Column(scale=2, min_width=260, elem_id="instant-controls"):
                     c.beta.render()
@@ -145,74 +146,66 @@ class ExplainTab:
                     c.target.render()
                     c.colormap.render()
             with gr.Row(elem_id="role-maps"):
-                self.base_map = self._small_image(
-                    "Base: the best cluster (eq. 20)", "base-map", "The base cluster's mean map, in a solid frame."
-                )
-                self.scissors_map = self._small_image(
-                    "Scissors: the worst cluster (eq. 21)", "scissors-map", "The scissors cluster's mean map, in a dashed frame."
-                )
-                self.heatmap = self._small_image("Heatmap", "heatmap", "The heatmap alone, without the image.")
-                self.tradeoff_chart = self._small_image(
-                    "What β costs and buys: the class kept on the masked image", "tradeoff-chart",
-                    "Line chart of the explained class's probability on the image masked by the heatmap, for β from "
-                    "0 to 1, with the current β marked; the numbers are beside the β slider.",
-                )
+                self.base_map = self._small_image("explain.base", "base-map", "explain.base_alt")
+                self.scissors_map = self._small_image("explain.scissors", "scissors-map", "explain.scissors_alt")
+                self.heatmap = self._small_image("explain.heatmap", "heatmap", "explain.heatmap_alt")
+                self.tradeoff_chart = self._small_image("explain.curve", "tradeoff-chart", "explain.curve_alt")
             self.summary_md = gr.Markdown(elem_id="summary-md")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=300):
                 self.clusters = gr.Gallery(
-                    label="Clusters: mean feature map of each (eq. 18)", columns=4, elem_id="clusters",
+                    label=T("explain.clusters"), columns=4, elem_id="clusters",
                     **style.GALLERY,
                 )
             with gr.Column(scale=1, min_width=220):
-                gr.Markdown(text.KEY, elem_id="key")
+                gr.Markdown(T("explain.key"), elem_id="key")
         self.masked = gr.Gallery(
-            label="The image masked by each cluster (eq. 19)", columns=4, elem_id="masked",
+            label=T("explain.masked"), columns=4, elem_id="masked",
             **style.GALLERY,
         )
         with gr.Row(equal_height=False):
             self.scores_chart = gr.Image(
-                label="Scores: how well each masked image keeps the class", format="png", interactive=False,
+                label=T("explain.scores_chart"), format="png", interactive=False,
                 scale=3, min_width=300, buttons=["download"], elem_id="scores-chart", elem_classes=["labelled-image"],
-                alt_text="Bar chart of each cluster's score; the base and scissors bars are labelled under the axis "
-                "and listed in the table beside it.",
+                alt_text=T("explain.scores_chart_alt"),
             )
             self.scores_table = gr.Dataframe(
-                label="Clusters in detail", interactive=False, wrap=False, scale=2, min_width=260, elem_id="scores-table",
+                label=T("explain.scores_table"), interactive=False, wrap=False, scale=2, min_width=260, elem_id="scores-table",
             )
-        with gr.Accordion("Two classes side by side (no new forward pass)", open=False, elem_id="two-classes"):
+        with gr.Accordion(T("explain.two_classes"), open=False, elem_id="two-classes"):
             with gr.Row():
                 # the 1000 classes are set here and when the model changes, never per explanation:
                 # Gradio keeps a copy of every updated component in each session's state
                 every = drawing.target_choices(c.spec)[1:]
-                self.class_a = gr.Dropdown(choices=every, value=None, label="Class A", filterable=True, elem_id="class-a")
-                self.class_b = gr.Dropdown(choices=every, value=None, label="Class B", filterable=True, elem_id="class-b")
-            self.show_both = gr.Button("Show both", elem_id="show-both")
+                self.class_a = gr.Dropdown(choices=every, value=None, label=T("explain.class_a"), filterable=True, elem_id="class-a")
+                self.class_b = gr.Dropdown(choices=every, value=None, label=T("explain.class_b"), filterable=True, elem_id="class-b")
+            self.show_both = gr.Button(T("explain.show_both"), elem_id="show-both")
             with gr.Row():
-                self.overlay_a = self._small_image("Class A", "overlay-a")
-                self.overlay_b = self._small_image("Class B", "overlay-b")
-        with gr.Accordion("Download, share, and the summary as data", open=False, elem_id="details"):
-            gr.Markdown(text.SHARE_NOTE)
-            gr.DeepLinkButton("Copy a link to this explanation", copied_value="Link copied", size="md")
+                self.overlay_a = self._small_image("explain.class_a", "overlay-a")
+                self.overlay_b = self._small_image("explain.class_b", "overlay-b")
+        with gr.Accordion(T("explain.details"), open=False, elem_id="details"):
+            gr.Markdown(T("explain.share_note"))
+            deep_link_button(T("explain.copy_link"), T("explain.link_copied"), size="md")
             self.downloads = gr.File(
-                label="Everything in one zip, the overlay, and the heatmap as .npy", file_count="multiple",
+                label=T("explain.downloads"), file_count="multiple",
                 interactive=False, elem_id="downloads",
             )
-            self.summary = gr.JSON(label="Summary", elem_id="summary-json")
+            self.summary = gr.JSON(label=T("explain.summary"), elem_id="summary-json")
         self.session = gr.State(None, time_to_live=SESSION_TTL)
         with c.examples_slot:
-            gr.Markdown("**Examples** (explained with the default settings)", elem_classes=["group-title"])
+            gr.Markdown(T("explain.examples"), elem_classes=["group-title"])
             with gr.Row(elem_id="example-buttons"):
                 self.example_buttons = {
-                    label: gr.Button(label, icon=str(ASSETS / name), size="sm", elem_classes=["example"], min_width=90)
+                    label: gr.Button(T(f"explain.example.{label.lower().replace(' ', '_')}"), icon=str(ASSETS / name), size="sm", elem_classes=["example"], min_width=90)
                     for label, name in EXAMPLES.items()
                 }
         self._wire()
 
     @staticmethod
     def _small_image(label: str, elem_id: str, alt: str | None = None) -> gr.Image:
-        return gr.Image(label=label, format="png", interactive=False, height=200, min_width=150,
-                        buttons=["download", "fullscreen"], elem_id=elem_id, alt_text=alt or label,
+        """A small output picture; ``label`` and ``alt`` are keys of the page's strings."""
+        return gr.Image(label=T(label), format="png", interactive=False, height=200, min_width=150,
+                        buttons=["download", "fullscreen"], elem_id=elem_id, alt_text=T(alt or label),
                         elem_classes=["labelled-image"])
 
     # ---- outputs -------------------------------------------------------------------------
@@ -269,7 +262,7 @@ class ExplainTab:
         """
         c = self.controls
         drawing_started = time.perf_counter()
-        view = drawing.View(session["target"], session["beta"], session["colormap"])
+        view = drawing.View(session["target"], session["beta"], session["colormap"], request_language())
         # β changes neither the two maps nor the tiles: they are drawn again only for a new
         # explanation, class or colormap, and otherwise reused (not re-encoded) in the zip
         role_maps = session.get("role_maps")
@@ -339,7 +332,7 @@ class ExplainTab:
                 data["request"]["first_paint_seconds"] = round(first_paint_seconds, 4)
             out.update({
                 self.downloads: [bundle, overlay, array], self.summary: data,
-                self.summary_md: drawing.summary_markdown(data),
+                self.summary_md: drawing.summary_markdown(data, view.language),
                 self.session: {**session, "tiles": tiles, "role_maps": role_maps},
             })
         return out
@@ -380,10 +373,7 @@ class ExplainTab:
             return None
         entry = RESULTS.get(session["key"])
         if entry is None:
-            raise gr.Error(
-                "This explanation is no longer in the server's cache (it keeps the most recent ones "
-                "for a limited time); press Explain again.", duration=None,
-            )
+            raise gr.Error(say("explain.gone"), duration=None)
         return entry
 
     # ---- handlers --------------------------------------------------------------------------
@@ -402,11 +392,11 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         data, name = settings.image_bytes()
         if progress is not None:
-            progress(0.05, desc=f"Loading {settings.model}")
+            progress(0.05, desc=say("explain.loading", model=settings.model))
         spec = settings.spec()
         layer, target = settings.layer_name(spec), settings.target_index(spec)
         if progress is not None:
-            progress(0.2, desc="Feature maps, clustering and the Q masked passes")
+            progress(0.2, desc=say("explain.working"))
         with explaining():  # other requests in flight share the cores (engine.network_threads)
             began = time.perf_counter()
             # the β curve's pass comes after the first message; on ZeroGPU it rides in the same GPU
@@ -437,7 +427,7 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
         if entry is None:  # nothing explained in this session yet, or the server let the session go
-            return {self.session: session, self.beta_note: text.NOTHING_TO_REDRAW}
+            return {self.session: session, self.beta_note: say("explain.nothing_to_redraw")}
         return self._draw(
             entry, {**session, **change}, everything=False, cached=True,
             passes_before=passes_before, started=started,
@@ -450,7 +440,7 @@ class ExplainTab:
         started, passes_before = time.perf_counter(), forward_images()
         entry = self._entry(session)
         if entry is None:
-            return {self.session: session, self.beta_note: text.NOTHING_TO_REDRAW}
+            return {self.session: session, self.beta_note: say("explain.nothing_to_redraw")}
         wanted = class_of(entry.spec, target)
         return self._draw(
             entry, {**session, "target": wanted}, everything=True, cached=True,
@@ -461,12 +451,11 @@ class ExplainTab:
         """Class A and class B side by side from the one cached explanation (no forward pass)."""
         entry = self._entry(session)
         if entry is None:
-            raise gr.Error("Explain an image first; then pick two classes.", duration=None)
-        out = {}
-        folder = files.output_dir()
+            raise gr.Error(say("explain.first_explain"), duration=None)
+        out, folder, language = {}, files.output_dir(), request_language()
         for component, chosen, letter in ((self.overlay_a, class_a, "A"), (self.overlay_b, class_b, "B")):
             if not chosen:
-                raise gr.Error(f"Pick class {letter}.", duration=None)
+                raise gr.Error(say("explain.pick_class", language, letter=letter), duration=None)
             index = entry.spec.class_index(chosen)
             with torch_threads(1):
                 one = drawing.view_result(entry.explained.result, index, session["beta"])[0]
@@ -474,8 +463,9 @@ class ExplainTab:
             path = files.save_png(picture, folder / f"class_{letter.lower()}.png")
             name = entry.spec.categories[index]
             out[component] = gr.Image(
-                value=path, label=f"Class {letter}: {name} · base {one.base_index}, scissors {one.scissors_index}",
-                alt_text=drawing.overlay_alt(entry.spec, one),
+                value=path, label=say("explain.class_view", language, letter=letter, name=name, base=one.base_index,
+                                      scissors=one.scissors_index),
+                alt_text=drawing.overlay_alt(entry.spec, one, language),
             )  # a private listener: the label and alt text can follow the class
         return out
 
@@ -494,7 +484,7 @@ class ExplainTab:
         entry = RESULTS.get(session["key"]) if session and "key" in session else None
         if entry is None or not entry.explained.is_cluster_cam:
             return gr.update()
-        return gr.Image(label=drawing.heatmap_label(entry.explained.result))
+        return gr.Image(label=drawing.heatmap_label(entry.explained.result, request_language()))
 
     def example(self, label: str) -> dict[Any, Any]:
         """An example button's whole answer (the last message of :meth:`example_in_stages`)."""
@@ -505,7 +495,7 @@ class ExplainTab:
         """An example button: its image, the default settings, and the finished explanation (from
         the cache once warmed up), in the two messages of :meth:`explain_in_stages`."""
         if label not in EXAMPLES:
-            raise gr.Error(f"Unknown example {label!r}.")
+            raise gr.Error(say("explain.unknown_example", label=repr(label)))
         path = str(ASSETS / EXAMPLES[label])
         c, preset = self.controls, PRESETS[DEFAULT_PRESET]
         chosen = {

@@ -19,6 +19,7 @@ from .. import drawing, files, lanes, style, text
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import explain_cached, get_model, torch_threads
+from ..i18n import T, request_language, say
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: The two-object teaching example (cat left, espresso right) and its settings.
@@ -33,8 +34,10 @@ def teach(target: str) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]
     One Cluster-CAM run (cached) with Q = :data:`TEACH_Q` on the embedded model, explained for
     both classes by ``retarget``: the text says which cluster is base and scissors for each.
     """
+    language = request_language()
     if target not in TEACH_TARGETS:
-        raise ValueError(f"The teaching example explains {' or '.join(TEACH_TARGETS)}; got {target!r}.")
+        raise ValueError(say("learn.wrong_target", language, choices=say("learn.or", language).join(TEACH_TARGETS),
+                             target=repr(target)))
     spec = get_model(DEFAULT_MODEL)
     options = {"q": TEACH_Q, "clustering": "kmeans", "seed": 0}
     entry, _ = explain_cached(TEACH_IMAGE.read_bytes(), TEACH_IMAGE.stem, spec, spec.default_layer, options)
@@ -46,25 +49,21 @@ def teach(target: str) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]
         shown = drawing.view_result(entry.explained.result, spec.class_index(target), DEFAULT_BETA)[0]
         folder = files.output_dir()
         overlay = files.save_png(render.overlay(entry.display, shown.heatmap), folder / "overlay.png")
-        clusters = files.save_gallery(drawing.cluster_tiles(shown, entry.thumbnail.size), folder, "cluster")
-        masked = files.save_gallery(drawing.masked_tiles(shown, entry.thumbnail, entry.explained.baseline_color), folder, "masked")
+        clusters = files.save_gallery(drawing.cluster_tiles(shown, entry.thumbnail.size, language), folder, "cluster")
+        masked = files.save_gallery(
+            drawing.masked_tiles(shown, entry.thumbnail, entry.explained.baseline_color, language), folder, "masked"
+        )
     (cat_base, cat_scissors), (cup_base, cup_scissors) = roles[TEACH_TARGETS[0]], roles[TEACH_TARGETS[1]]
     if (cat_base, cat_scissors) == (cup_scissors, cup_base):
-        verdict = ("**Base and scissors swap places** when the class changes: the cluster that best keeps one "
-                   "object is the one that best removes the other.")
+        verdict = "learn.swap"
     elif cat_base == cup_scissors or cup_base == cat_scissors:
-        verdict = "One cluster changes role between base and scissors when the class changes."
+        verdict = "learn.one_changes"
     else:
-        verdict = "Different clusters serve as base and scissors for the two classes."
+        verdict = "learn.different"
     base, scissors = roles[target]
-    markdown = (
-        f"### Class: {target}\n"
-        f"Base (solid frame) = cluster {base}, scissors (dashed frame) = cluster {scissors}.\n\n"
-        "| class | base | scissors |\n|---|---|---|\n"
-        + "".join(f"| {name} | cluster {b} | cluster {s} |\n" for name, (b, s) in roles.items())
-        + f"\n{verdict} The clusters are computed once (Q = {TEACH_Q}); switching the class only "
-        "re-reads the scores of the masked images, with no new forward pass."
-    )
+    rows = "\n".join(say("learn.row", language, name=name, base=b, scissors=s) for name, (b, s) in roles.items())
+    markdown = say("learn.answer", language, target=target, base=base, scissors=scissors, rows=rows,
+                   verdict=say(verdict, language), q=TEACH_Q)
     return overlay, clusters, masked, markdown
 
 
@@ -74,15 +73,15 @@ teach_listener = user_errors(teach)
 
 class LearnTab:
     def __init__(self, controls: Controls):
-        gr.Markdown(text.HOW_IT_WORKS, latex_delimiters=text.LATEX, elem_id="how-it-works")
-        gr.Markdown(text.TEACH)
+        gr.Markdown(T("learn.how_it_works"), latex_delimiters=text.LATEX, elem_id="how-it-works")
+        gr.Markdown(T("learn.teach"))
         with gr.Row():
-            cat = gr.Button("Explain “Egyptian cat”", elem_id="teach-cat")
-            cup = gr.Button("Explain “espresso”", elem_id="teach-espresso")
+            cat = gr.Button(T("learn.explain_cat"), elem_id="teach-cat")
+            cup = gr.Button(T("learn.explain_espresso"), elem_id="teach-espresso")
         self.markdown = gr.Markdown(elem_id="teach-md")
-        self.overlay = gr.Image(label="Heatmap", format="png", interactive=False, height=320, elem_id="teach-overlay")
-        self.clusters = gr.Gallery(label="Cluster maps", columns=3, elem_id="teach-clusters", **style.GALLERY)
-        self.masked = gr.Gallery(label="Masked images and scores", columns=3, elem_id="teach-masked", **style.GALLERY)
+        self.overlay = gr.Image(label=T("learn.heatmap"), format="png", interactive=False, height=320, elem_id="teach-overlay")
+        self.clusters = gr.Gallery(label=T("learn.clusters"), columns=3, elem_id="teach-clusters", **style.GALLERY)
+        self.masked = gr.Gallery(label=T("learn.masked"), columns=3, elem_id="teach-masked", **style.GALLERY)
         outputs = [self.overlay, self.clusters, self.masked, self.markdown]
         network = lanes.EXPLAIN_LANE
         cat.click(self._for("Egyptian cat"), None, outputs, api_visibility="private", **network)

@@ -21,12 +21,13 @@ from clustercam.clustering import cluster_quality
 from clustercam.imaging import ImageError
 from clustercam.zoo import LayerInfo, ModelSpec
 
-from .. import drawing, files, lanes, style, text
+from .. import drawing, files, lanes, style
 from ..checks import expect_whole, named
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import RESULTS, cache_key, explain_cached, image_digest
 from ..gpu import duration_for, gpu_task
+from ..i18n import T, request_language, say
 from ..settings import Settings, listener_arguments, takes_settings
 
 #: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
@@ -48,24 +49,26 @@ def sweep_cost(
 
 
 def run_sweep(
-    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, desc: str,
-    quality: bool = False, *, what: str | None = None, advice: str = "Choose a smaller Q.",
+    settings: Settings, variants: Sequence[tuple[str, str, Settings]], progress: Any, kind: str,
+    quality: bool = False,
 ) -> list[tuple[str, str]]:
     """Explain the image once per ``(caption, layer, settings)``, cached; overlays with captions.
 
-    Runs as a study of :func:`sweep_cost` (refused as ``what``, default "This {desc} sweep", with
-    ``advice``). A setting the library refuses (e.g. Q above a layer's channels) is left out with a
+    ``kind`` (``q``, ``layers``, ``k``) names the sweep in the progress bar and in a refusal. Runs as a
+    study of :func:`sweep_cost` (refused with advice for a cheaper sweep). A setting the library refuses (e.g. Q above a layer's channels) is left out with a
     warning. With ``quality`` each caption also gives the silhouette of that clustering, ★ on the
     highest.
     """
     data, name = settings.image_bytes()
-    cost = sweep_cost(data, settings.spec().name, variants, what or f"This {desc} sweep", advice)
-    return lanes.run_study(cost, lambda: _sweep(settings, data, name, variants, progress, desc, quality))
+    advice = say("sweeps.advice.layers" if kind == "layers" else "sweeps.advice.q")
+    cost = sweep_cost(data, settings.spec().name, variants, say(f"sweeps.what.{kind}"), advice)
+    language = request_language()
+    return lanes.run_study(cost, lambda: _sweep(settings, data, name, variants, progress, kind, quality, language))
 
 
 def _sweep(
     settings: Settings, data: bytes, name: str, variants: Sequence[tuple[str, str, Settings]], progress: Any,
-    desc: str, quality: bool,
+    kind: str, quality: bool, language: str = "en",
 ) -> list[tuple[str, str]]:
     shared = settings.spec()
     spec = lanes.study_model(shared.name)
@@ -73,7 +76,7 @@ def _sweep(
     wanted = settings.target_index(shared)
     folder = files.output_dir()
     gallery, problems, silhouettes = [], [], []
-    steps = progress.tqdm(variants, desc=desc) if progress is not None else variants
+    steps = progress.tqdm(variants, desc=say(f"sweeps.progress.{kind}", language)) if progress is not None else variants
     for index, (caption, layer, variant) in enumerate(steps):
         try:
             entry, _ = explain_cached(data, name, spec, layer, variant.options, lock=lock, threads=None)
@@ -84,18 +87,18 @@ def _sweep(
             continue
         one = drawing.view_result(entry.explained.result, wanted, settings.beta)[0]
         shown = render.overlay(entry.display, one.heatmap, cmap=settings.colormap)
-        label = f"{caption} · base {one.base_index} · scissors {one.scissors_index}"
+        label = say("sweeps.caption", language, setting=caption, base=one.base_index, scissors=one.scissors_index)
         if quality:
             result = entry.explained.result
             silhouette = cluster_quality(result.activations[0], result.labels[0])["silhouette"]
             silhouettes.append(silhouette)
-            label += f" · silhouette {silhouette:.3f}"
+            label = say("sweeps.silhouette", language, caption=label, value=silhouette)
         gallery.append((files.save_png(shown, folder / f"sweep_{index}.png"), label))
     if silhouettes:
         best = max(range(len(silhouettes)), key=lambda i: silhouettes[i])
         gallery[best] = (gallery[best][0], gallery[best][1] + " ★")
     if not gallery:
-        raise ValueError("No setting of this sweep could be explained: " + "; ".join(problems))
+        raise ValueError(say("sweeps.none", language, problems="; ".join(problems)))
     for problem in problems:
         gr.Warning(problem)
     return gallery
@@ -109,7 +112,7 @@ def sweep_q(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
     """
     layer = settings.layer_name(settings.spec())
     variants = [(f"Q = {q}", layer, settings.with_options(q=q)) for q in SWEEP_Q_VALUES]
-    return run_sweep(settings, variants, progress, "Q", quality=True)
+    return run_sweep(settings, variants, progress, "q", quality=True)
 
 
 def _spread(items: list[str], count: int) -> list[str]:
@@ -133,7 +136,7 @@ def sweep_layer_selection(spec: ModelSpec, max_layers: int) -> list[LayerInfo]:
     more stage ends than slots, an even spread of them is kept (the last one always).
     """
     if max_layers < 2:
-        raise ValueError(f"The layer sweep needs at least 2 layers; got {max_layers}.")
+        raise ValueError(say("sweeps.min_layers", count=max_layers))
     layers = spec.layers()
     blocks = [info for info in layers if info.name.count(".") <= 1] or layers
     ends = [
@@ -158,15 +161,14 @@ def sweep_layers(settings: Settings, max_layers: float = 6, progress: Any = None
     settings.layer_name(spec)  # the sweep picks its own layers, but a layer that does not exist is still refused
     chosen = sweep_layer_selection(spec, expect_whole(max_layers, "max_layers", minimum=2))
     variants = [(info.label, info.name, settings) for info in chosen]
-    return run_sweep(settings, variants, progress, "Layers", what="This layer sweep",
-                     advice="Choose fewer layers or a smaller Q.")
+    return run_sweep(settings, variants, progress, "layers")
 
 
 def sweep_eigenvectors(settings: Settings, progress: Any = None) -> list[tuple[str, str]]:
     """/sweep_eigenvectors → spectral Cluster-CAM heatmaps for K = 1…8 (Fig. 7)."""
     layer = settings.layer_name(settings.spec())
     variants = [(f"K = {k}", layer, settings.as_spectral(n_eigenvectors=k)) for k in SWEEP_K_VALUES]
-    return run_sweep(settings, variants, progress, "K")
+    return run_sweep(settings, variants, progress, "k")
 
 
 def sweep_passes(kind: str, settings: Settings, max_layers: Any = 6) -> int:
@@ -202,18 +204,19 @@ class SweepsTab:
     def __init__(self, controls: Controls):
         study = lanes.STUDY_LANE
         gallery = {"columns": 4, **style.GALLERY}
-        gr.Markdown(text.SWEEP_Q_NOTE, elem_classes=["note"])
-        self.q_run = gr.Button("Sweep Q = 2…8", elem_id="sweep-q-btn")
-        self.q_gallery = gr.Gallery(label="Q sweep", elem_id="sweep-q-gallery", **gallery)
-        gr.Markdown(text.SWEEP_LAYERS_NOTE, elem_classes=["note"])
+        gr.Markdown(T("sweeps.q_note"), elem_classes=["note"])
+        self.q_run = gr.Button(T("sweeps.q_run"), elem_id="sweep-q-btn")
+        self.q_gallery = gr.Gallery(label=T("sweeps.q_gallery"), elem_id="sweep-q-gallery", **gallery)
+        gr.Markdown(T("sweeps.layers_note"), elem_classes=["note"])
         with gr.Row():
-            self.max_layers = named(gr.Slider(2, 12, value=6, step=1, label="Layers (at most)", elem_id="max-layers"), "max_layers")
-            self.layers_run = gr.Button("Sweep layers", elem_id="sweep-layers-btn")
-        self.layers_gallery = gr.Gallery(label="Layer sweep", elem_id="sweep-layers-gallery", **gallery)
-        gr.Markdown(text.SWEEP_K_NOTE, elem_classes=["note"])
-        self.k_run = gr.Button("Sweep K = 1…8 (spectral)", elem_id="sweep-k-btn")
-        self.k_gallery = gr.Gallery(label="Eigenvector sweep", elem_id="sweep-k-gallery", **gallery)
-        self.stop = gr.Button("Stop the running sweep", variant="stop", elem_id="sweep-stop")
+            self.max_layers = named(gr.Slider(2, 12, value=6, step=1, label=T("sweeps.max_layers"), elem_id="max-layers"),
+                                    "max_layers")
+            self.layers_run = gr.Button(T("sweeps.layers_run"), elem_id="sweep-layers-btn")
+        self.layers_gallery = gr.Gallery(label=T("sweeps.layers_gallery"), elem_id="sweep-layers-gallery", **gallery)
+        gr.Markdown(T("sweeps.k_note"), elem_classes=["note"])
+        self.k_run = gr.Button(T("sweeps.k_run"), elem_id="sweep-k-btn")
+        self.k_gallery = gr.Gallery(label=T("sweeps.k_gallery"), elem_id="sweep-k-gallery", **gallery)
+        self.stop = gr.Button(T("sweeps.stop"), variant="stop", elem_id="sweep-stop")
         settings = controls.settings()
         running = [
             self.q_run.click(sweep_q_listener, settings, [self.q_gallery], api_name="sweep_q", **study),

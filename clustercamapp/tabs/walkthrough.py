@@ -17,7 +17,7 @@ import gradio as gr
 
 from clustercam import render
 
-from .. import drawing, engine, files, lanes, style, text
+from .. import drawing, engine, files, lanes, style
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import (
@@ -28,16 +28,12 @@ from ..engine import (
     explaining,
     torch_threads,
 )
+from ..i18n import T, request_language, say
 from ..settings import Settings, checked_beta, takes_settings
 
-#: The five steps: title (the stepper numbers them) and the equations each one is (secondary text).
-STEPS = (
-    ("Feature maps", "the layer's activations F_n"),
-    ("Clusters", "eqs. 10–18"),
-    ("Masks and scores", "eq. 19"),
-    ("Base and scissors", "eqs. 20–21"),
-    ("β", "eq. 22"),
-)
+#: The five steps (keys ``walk.step<n>``: the title, the stepper numbers them; ``walk.paper<n>``:
+#: the equations each one is, as secondary text; ``walk.sentence<n>``: its plain sentence).
+STEPS = 5
 #: Feature maps shown in step 1 (the most active ones).
 FEATURE_SAMPLE = 12
 
@@ -47,46 +43,46 @@ class WalkthroughTab:
 
     def __init__(self, controls: Controls):
         self.controls = controls
-        gr.Markdown(text.WALK_INTRO, elem_classes=["note"])
-        self.start = gr.Button("Walk through my image", variant="primary", elem_id="walk-start")
+        gr.Markdown(T("walk.intro"), elem_classes=["note"])
+        self.start = gr.Button(T("walk.start"), variant="primary", elem_id="walk-start")
         self.session = gr.State(None)
         self.sentences: list[gr.Markdown] = []
         with gr.Walkthrough(selected=0, elem_id="walk") as self.walk:
-            for index, (title, equations) in enumerate(STEPS):
-                with gr.Step(title, id=index, elem_id=f"walk-step-{index + 1}"):
-                    self.sentences.append(gr.Markdown(text.WALK_WAITING, elem_id=f"walk-text-{index + 1}"))
+            for index in range(STEPS):
+                with gr.Step(T(f"walk.step{index + 1}"), id=index, elem_id=f"walk-step-{index + 1}"):
+                    self.sentences.append(gr.Markdown(T("walk.waiting"), elem_id=f"walk-text-{index + 1}"))
                     self._step_body(index)
-                    gr.Markdown(f"<small>The paper: {equations}.</small>", elem_classes=["equations"])
+                    gr.Markdown(T(f"walk.paper{index + 1}"), elem_classes=["equations"])
                     with gr.Row():
                         if index > 0:
-                            gr.Button("← Back", size="sm", elem_id=f"walk-back-{index + 1}").click(
+                            gr.Button(T("walk.back"), size="sm", elem_id=f"walk-back-{index + 1}").click(
                                 self._go(index - 1), None, self.walk, api_visibility="private", queue=False,
                             )
-                        if index < len(STEPS) - 1:
-                            gr.Button("Next →", size="sm", variant="primary", elem_id=f"walk-next-{index + 1}").click(
+                        if index < STEPS - 1:
+                            gr.Button(T("walk.next"), size="sm", variant="primary", elem_id=f"walk-next-{index + 1}").click(
                                 self._go(index + 1), None, self.walk, api_visibility="private", queue=False,
                             )
         self._wire()
 
     def _step_body(self, index: int) -> None:
         if index == 0:
-            self.features = gr.Gallery(label="The most active maps", columns=4, elem_id="walk-features",
+            self.features = gr.Gallery(label=T("walk.features"), columns=4, elem_id="walk-features",
                                        **style.GALLERY)
         elif index == 1:
-            self.clusters = gr.Gallery(label="Mean map of each cluster", columns=4, elem_id="walk-clusters", **style.GALLERY)
+            self.clusters = gr.Gallery(label=T("walk.clusters"), columns=4, elem_id="walk-clusters", **style.GALLERY)
         elif index == 2:
-            self.masked = gr.Gallery(label="Masked images and scores",
+            self.masked = gr.Gallery(label=T("walk.masked"),
                                      columns=4, elem_id="walk-masked", **style.GALLERY)
         elif index == 3:
             with gr.Row():
-                self.base = gr.Image(label="Base: the best cluster", interactive=False, height=220, elem_id="walk-base",
+                self.base = gr.Image(label=T("walk.base"), interactive=False, height=220, elem_id="walk-base",
                                      buttons=[])
-                self.scissors = gr.Image(label="Scissors: the worst cluster", interactive=False, height=220,
+                self.scissors = gr.Image(label=T("walk.scissors"), interactive=False, height=220,
                                          elem_id="walk-scissors", buttons=[])
         else:
-            self.slider = gr.ImageSlider(label="Photo | heatmap", type="filepath",
+            self.slider = gr.ImageSlider(label=T("walk.slider"), type="filepath",
                                          interactive=False, elem_id="walk-slider", max_height=420)
-            self.beta = gr.Slider(0, 1, value=0.8, step=0.1, label="β: base against scissors", elem_id="walk-beta")
+            self.beta = gr.Slider(0, 1, value=0.8, step=0.1, label=T("walk.beta"), elem_id="walk-beta")
             self.kept = gr.Markdown(elem_id="walk-kept")
 
     @staticmethod
@@ -122,30 +118,34 @@ class WalkthroughTab:
         beta = checked_beta(beta)
         entry = RESULTS.get(session["key"]) if session else None
         if entry is None:
-            raise gr.Error("Press **Walk through my image** first (or again: the server let this one go).")
+            raise gr.Error(say("walk.first"))
         return self._fifth(entry, session, beta)
 
     def _screens(self, entry: CachedExplanation, session: dict[str, Any], beta: float) -> dict[Any, Any]:
         one = drawing.view_result(entry.explained.result, session["target"], beta)[0]
         spec, size, folder = entry.spec, entry.thumbnail.size, files.output_dir()
-        name = spec.categories[one.target]
+        name, language = spec.categories[one.target], request_language()
         activations = entry.explained.result.activations[0]
         with torch_threads(1):
-            features = files.save_gallery(drawing.feature_tiles(activations, one.labels, size, FEATURE_SAMPLE), folder, "feature")
-            clusters = files.save_gallery(drawing.cluster_tiles(one, size), folder, "cluster")
-            masked = files.save_gallery(drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color), folder, "masked")
+            features = files.save_gallery(
+                drawing.feature_tiles(activations, one.labels, size, FEATURE_SAMPLE, language), folder, "feature"
+            )
+            clusters = files.save_gallery(drawing.cluster_tiles(one, size, language), folder, "cluster")
+            masked = files.save_gallery(
+                drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color, language), folder, "masked"
+            )
             base, scissors = drawing.role_maps(one, size, session["colormap"])
             base_path, scissors_path = files.save_png(base, folder / "base.png"), files.save_png(scissors, folder / "scissors.png")
         channels, (height, width) = activations.shape[0], activations.shape[-2:]
         q, sizes = len(one.scores), one.cluster_sizes
         scores = [float(s) for s in one.scores]
         return {
-            self.sentences[0]: text.WALK_STEPS[0].format(layer=entry.explained.layer, channels=channels, height=height,
-                                                          width=width, shown=len(features)),
-            self.sentences[1]: text.WALK_STEPS[1].format(channels=channels, q=q, smallest=min(sizes), largest=max(sizes)),
-            self.sentences[2]: text.WALK_STEPS[2].format(q=q, name=name, best=max(scores), worst=min(scores)),
-            self.sentences[3]: text.WALK_STEPS[3].format(base=one.base_index, scissors=one.scissors_index, name=name,
-                                                          best=scores[one.base_index], worst=scores[one.scissors_index]),
+            self.sentences[0]: say("walk.sentence1", language, layer=entry.explained.layer, channels=channels,
+                                   height=height, width=width, shown=len(features)),
+            self.sentences[1]: say("walk.sentence2", language, q=q, smallest=min(sizes), largest=max(sizes)),
+            self.sentences[2]: say("walk.sentence3", language, name=name, best=max(scores), worst=min(scores)),
+            self.sentences[3]: say("walk.sentence4", language, base=one.base_index, scissors=one.scissors_index, name=name,
+                                   best=scores[one.base_index], worst=scores[one.scissors_index]),
             self.features: features, self.clusters: clusters, self.masked: masked,
             self.base: base_path, self.scissors: scissors_path,
             **self._fifth(entry, session, beta),
@@ -154,7 +154,7 @@ class WalkthroughTab:
     def _fifth(self, entry: CachedExplanation, session: dict[str, Any], beta: float) -> dict[Any, Any]:
         result = drawing.view_result(entry.explained.result, session["target"], beta)
         one = result[0]
-        name, full = entry.spec.categories[one.target], float(one.target_probability)
+        name, full, language = entry.spec.categories[one.target], float(one.target_probability), request_language()
         kept = entry.kept_confidence(one.target, (*TRADEOFF_BETAS, beta))
         with torch_threads(1):
             folder = files.output_dir()
@@ -163,9 +163,9 @@ class WalkthroughTab:
             overlay = files.save_png(render.overlay(entry.display, shown, cmap=session["colormap"]),
                                      folder / f"overlay_beta{beta:.2f}.png")
         return {
-            self.sentences[4]: text.WALK_STEPS[4].format(formula=result.cognition.formula, beta=beta),
+            self.sentences[4]: say("walk.sentence5", language, formula=result.cognition.formula, beta=beta),
             self.slider: (photo, overlay),
-            self.kept: drawing.tradeoff_markdown(name, beta, kept, full),
+            self.kept: drawing.tradeoff_markdown(name, beta, kept, full, language),
         }
 
     # ---- wiring ----------------------------------------------------------------------------
