@@ -31,8 +31,8 @@ from clustercam.methods import DEFAULT_BETA, DEFAULT_Q, PRESETS, ClusterCAM
 from clustercam.pipeline import explain_image
 from clustercam.render import BASE_COLOR, SCISSORS_COLOR
 from clustercamapp import engine
-from clustercamapp.i18n import say
 from clustercamapp.controls import layers
+from clustercamapp.i18n import say
 from clustercamapp.settings import SETTING_NAMES
 from clustercamapp.tabs import compare as compare_tab
 from clustercamapp.tabs import learn
