@@ -43,7 +43,10 @@ CSS = """
 .full-gallery .grid-wrap, .full-gallery .grid-wrap.fixed-height {
   max-height: none !important; height: auto !important; min-height: 0 !important; overflow: visible !important;
 }
-.full-gallery .grid-container { grid-auto-rows: auto !important; height: auto !important; padding-top: 44px !important; }
+.full-gallery .grid-container { grid-auto-rows: auto !important; height: auto !important; padding-top: 4px !important; }
+/* A gallery's label in the flow (a long or translated label pushes the tiles down instead of covering them). */
+.full-gallery > label[data-testid="block-label"] { position: static !important; width: fit-content;
+  max-width: calc(100% - 56px); margin: 6px 6px 4px; }
 .full-gallery .gallery-item, .full-gallery .thumbnail-item { height: auto !important; min-height: 0 !important;
   aspect-ratio: auto !important; }
 .full-gallery .thumbnail-item { display: flex !important; flex-direction: column !important; }
@@ -59,8 +62,16 @@ CSS = """
   #overlay .image-container { height: auto !important; }
   #overlay img { max-height: 320px; }
 }
-/* Pictures start under their label instead of behind it. */
-.labelled-image .image-container { margin-top: 40px; height: calc(100% - 40px) !important; }
+/* The small pictures (four a row, two on a phone): a label of several lines makes the block taller,
+   the picture keeps its own height. */
+.labelled-image:not(#overlay) { height: auto !important; }
+.labelled-image:not(#overlay) .image-container { flex: none; height: 150px !important; }
+/* Pictures start under their label instead of behind it, however many lines the label takes (a long
+   heading, a translation, a phone): the label is in the flow, the picture gets the rest of the block. */
+.labelled-image { display: flex !important; flex-direction: column; }
+.labelled-image > label[data-testid="block-label"] { position: static !important; flex: none; width: fit-content;
+  max-width: calc(100% - 12px); margin: 6px 6px 4px; }
+.labelled-image .image-container { flex: 1 1 auto; min-height: 0; height: auto !important; margin-top: 0; }
 .group-title p { margin: 4px 8px !important; }
 #example-buttons button { flex: 1 1 40%; }
 #summary-md { font-size: 17px; }

@@ -8,13 +8,17 @@
   model is put back;
 - axe-core (the npm package, loaded from ``tests/axe/node_modules``): no serious or critical
   violation;
-- Compare with a fast subset. Screenshots go to the test's tmp_path.
+- Compare with a fast subset;
+- the page in Spanish and in Chinese (the browser's language): translated texts, the app's own
+  messages in the same language, no untranslated key, and no text the translation makes overflow
+  (compared with the English page) at both viewports. Screenshots go to the test's tmp_path.
 
 Under ``CI=true`` a missing Chromium or axe-core fails instead of skipping.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import urllib.error
@@ -27,6 +31,7 @@ import torch
 from clustercam.methods import DEFAULT_BETA, DEFAULT_Q
 from clustercamapp.controls import BETA_STEP
 from clustercamapp.engine import TRADEOFF_BETAS
+from clustercamapp.i18n import COOKIE, best_language, say
 
 from .conftest import ASSETS, ROOT, free_port
 
@@ -361,3 +366,91 @@ def test_compare_with_a_fast_subset(browser, server_url, tmp_path):
     wait_for_images(page, "#compare-gallery")
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     page.close()
+
+
+#: What each page script measures: the texts (buttons, labels, tabs) a translation could make too
+#: wide for their box, by position in the page (the same in every language), and the walkthrough's
+#: step titles, drawn wider than their 32-px step buttons by design, which must not overlap.
+MEASURE_TEXTS = """() => {
+  const shown = e => e.offsetParent !== null && e.clientWidth > 0 && !e.closest('footer');  // Gradio's footer is Gradio's
+  const texts = [...document.querySelectorAll(
+    'button:not(.icon-button):not([id^=walk-step-]), [data-testid="block-info"], [role=tab], label > span, input[type=text]')];
+  const cut = texts.map((e, i) => [i, e]).filter(([, e]) => shown(e) && e.scrollWidth > e.clientWidth + 2)
+    .map(([i, e]) => [i, e.innerText.slice(0, 50)]);
+  const steps = [...document.querySelectorAll('button[id^=walk-step-]')].filter(shown).map(e => {
+    const range = document.createRange(); range.selectNodeContents(e);
+    const box = range.getBoundingClientRect(); return [box.left, box.right];
+  });
+  return {width: document.documentElement.scrollWidth, cut, steps,
+          markers: document.body.innerText.includes('__i18n__') ||
+                   [...document.querySelectorAll('*')].some(e => [...e.attributes].some(a => a.value.includes('__i18n__')))};
+}"""
+LOCALES = {"es-ES": "es", "zh-CN": "zh"}
+
+
+def measure_tabs(page, viewport: dict, shots: Path | None = None, name: str = "") -> dict[str, dict]:
+    """Every tab opened in turn and measured (:data:`MEASURE_TEXTS`), screenshots into ``shots``."""
+    measured = {}
+    for tab in ("explain", "walk", "compare", "sweeps", "teach"):
+        page.locator(f"#tab-{tab}-button").click()
+        page.wait_for_timeout(400)
+        measured[tab] = page.evaluate(MEASURE_TEXTS)
+        if shots is not None:
+            page.screenshot(path=str(shots / f"{name}_{viewport['width']}_{tab}.png"), full_page=True)
+    page.locator("#tab-explain-button").click()
+    return measured
+
+
+def explain_example(page, number: int = 2) -> None:
+    """The example button ``number`` (in the page's order: 2 is the cat and the espresso), explained."""
+    page.locator("#example-buttons button").nth(number).click()
+    page.wait_for_function("document.querySelectorAll('#clusters img').length > 0")
+    wait_for_images(page)
+
+
+@pytest.mark.parametrize("viewport", [PROJECTOR, PHONE], ids=["1280x720", "390x844"])
+@pytest.mark.parametrize("locale", list(LOCALES))
+def test_the_page_speaks_the_browsers_language_and_nothing_overflows(browser, server_url, locale, viewport, tmp_path):
+    """A class whose browsers ask for Spanish or Chinese: the page's texts, the explanation's words and
+    the app's error messages come in that language; no translation key shows; no text is cut or
+    pushed wider by the translation than the English page's (same viewport, same explanation)."""
+    language = LOCALES[locale]
+    pages = {}
+    for asked in ("en-US", locale):
+        context = browser.new_context(locale=asked, viewport=viewport)
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(server_url)
+        page.wait_for_selector("#explain-btn")
+        pages[asked] = (context, page)
+    english, translated = pages["en-US"][1], pages[locale][1]
+    page = translated
+    # the page as built: translated in the browser
+    assert page.locator("#explain-btn").inner_text().strip() == say("controls.explain", language)
+    assert page.locator("#tab-walk-button").inner_text().strip() == say("page.tab.walk", language)
+    assert say("explain.example.cat_and_espresso", language) in page.locator("#example-buttons").inner_text()
+    # the server learns the page's language from the page itself (the cookie) and writes in it
+    cookies = dict(part.strip().split("=", 1) for part in page.evaluate("document.cookie").split(";") if "=" in part)
+    assert best_language(cookies.get(COOKIE)) == language, cookies
+    page.click("#explain-btn")  # no image yet: the app's message, in the page's language
+    page.get_by_text(say("errors.no_image", language)).first.wait_for()
+    for each in (english, translated):
+        explain_example(each)
+    words = say("drawing.summary", language).split("{")[0].replace("*", "").strip()
+    assert words and words in summary(page)
+    assert all(caption.startswith(say("drawing.tile", language).split(" ")[0]) for caption in captions(page, "#clusters"))
+    assert page.locator("#overlay img").first.get_attribute("alt") == say("explain.overlay_alt", language)
+    # nothing untranslated, nothing the translation makes overflow
+    baseline = measure_tabs(english, viewport)
+    measured = measure_tabs(page, viewport, tmp_path, language)
+    for tab, numbers in measured.items():
+        assert not numbers["markers"], (tab, "a translation key is shown")
+        assert numbers["width"] <= viewport["width"], (tab, numbers["width"])
+        new_cuts = [cut for cut in numbers["cut"] if cut[0] not in {index for index, _ in baseline[tab]["cut"]}]
+        assert new_cuts == [], (tab, new_cuts)
+        steps = numbers["steps"]
+        assert all(left >= 0 and right <= viewport["width"] for left, right in steps), (tab, steps)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(steps)), (tab, "step titles overlap", steps)
+    print(f"\n{locale} {viewport['width']}x{viewport['height']}: screenshots in {tmp_path}")
+    for context, _ in pages.values():
+        context.close()
