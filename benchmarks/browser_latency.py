@@ -342,13 +342,13 @@ def server_status(url: str) -> dict | None:
 
 def ready(status: dict | None) -> bool:
     models = (status or {}).get("models") or {}
-    return bool(models) and all(model.get("compiled") for model in models.values()) and bool(
-        (status or {}).get("examples_ready"))
+    return bool(models) and all(model.get("compiled") and not model.get("compiling") for model in models.values()) \
+        and bool((status or {}).get("examples_ready"))
 
 
 def compile_wait(url: str, limit: float, every: float = 5.0) -> dict | None:
-    """Up to ``limit`` seconds, polling ``/status`` until every model is compiled and the examples
-    are ready; returns the last status."""
+    """Up to ``limit`` seconds, polling ``/status`` until every model has built all its graphs (the
+    square and the common photograph shapes) and the examples are ready; returns the last status."""
     began = time.monotonic()
     status = server_status(url)
     while not ready(status) and time.monotonic() - began < limit:
@@ -365,7 +365,8 @@ def describe_status(status: dict | None) -> str:
     if "error" in status:
         return f"/status: n/a ({status['error'][:200]})"
     models = "; ".join(
-        f"{name}: compiled={model.get('compiled')}" + (f" on {model['device']}" if "device" in model else "")
+        f"{name}: compiled={model.get('compiled')} {','.join(model.get('compiled_shapes') or [])}"
+        + (f" on {model['device']}" if "device" in model else "")
         for name, model in (status.get("models") or {}).items()
     ) or "no model loaded"
     return f"/status: {models}; examples_ready={status.get('examples_ready')}; uptime {status.get('uptime_s')} s"

@@ -1,7 +1,8 @@
 """Compiled graphs for serving: ahead-of-time packages, built in a process of their own.
 
-A graph returns one layer's feature maps *and* the logits of a square batch of any size (a dynamic
-batch dimension; with no layer named, the logits alone). It is built by :func:`build` in a **separate Python process** at the lowest CPU
+A graph returns one layer's feature maps *and* the logits of a batch of any size (a dynamic batch
+dimension; with no layer named, the logits alone) at one input shape: the model's square size, or
+one of the shapes common photographs are resized to (:func:`clustercam.imaging.common_shapes`). It is built by :func:`build` in a **separate Python process** at the lowest CPU
 priority: the model is pickled to a file, the child captures the layer with FX feature extraction
 (timm's ``create_feature_extractor``), exports the graph (``torch.export``) and compiles it with
 AOTInductor into a ``.pt2`` package. Nothing of that runs in the serving process: no tracer
@@ -11,11 +12,11 @@ and runs it as a C++ graph.
 
 Packages live in ``<cache>/aoti/`` (:func:`package_path`), named by a fingerprint of everything
 that changes the graph: the torch version, the machine, the device type, the model's class and
-weights, the layer, the input size and the memory layout. A restarted server finds its package
+weights, the layer, the input shape and the memory layout. A restarted server finds its package
 and loads it; a package that cannot be loaded (a server killed while writing one) is evicted and
 built again by :class:`clustercam.network.Network`.
 
-    python -m clustercam.compiled MODEL.pt LAYER SIZE CHANNELS_LAST OUT.pt2   # what build() runs
+    python -m clustercam.compiled MODEL.pt LAYER HxW CHANNELS_LAST OUT.pt2   # what build() runs
 """
 
 from __future__ import annotations
@@ -49,11 +50,23 @@ def package_folder() -> Path:
     return Path(os.environ.get("CLUSTERCAM_COMPILE_DIR", str(DEFAULT_DIR))) / "aoti"
 
 
-def fingerprint(model: nn.Module, layer: str, input_size: int, channels_last: bool, device: torch.device) -> str:
+Shape = tuple[int, int]
+
+
+def as_shape(size: int | Shape) -> Shape:
+    """``(height, width)`` of a graph's input: a side (square) or a shape."""
+    if isinstance(size, int):
+        return (size, size)
+    height, width = size
+    return (int(height), int(width))
+
+
+def fingerprint(model: nn.Module, layer: str, shape: int | Shape, channels_last: bool, device: torch.device) -> str:
     """A digest of everything that changes the compiled graph (see the module docstring)."""
     digest = hashlib.sha256()
+    height, width = as_shape(shape)
     for part in (torch.__version__, platform.machine(), device.type, type(model).__module__, type(model).__qualname__,
-                 layer, str(input_size), str(channels_last)):
+                 layer, f"{height}x{width}", str(channels_last)):
         digest.update(part.encode() + b"\0")
     for name, tensor in model.state_dict().items():
         digest.update(name.encode() + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
@@ -61,9 +74,10 @@ def fingerprint(model: nn.Module, layer: str, input_size: int, channels_last: bo
     return digest.hexdigest()[:24]
 
 
-def package_path(model: nn.Module, layer: str, input_size: int, channels_last: bool, device: torch.device) -> Path:
-    name = f"{type(model).__name__}-{layer}-{input_size}-{fingerprint(model, layer, input_size, channels_last, device)}.pt2"
-    return package_folder() / name
+def package_path(model: nn.Module, layer: str, shape: int | Shape, channels_last: bool, device: torch.device) -> Path:
+    height, width = as_shape(shape)
+    digest = fingerprint(model, layer, (height, width), channels_last, device)
+    return package_folder() / f"{type(model).__name__}-{layer}-{height}x{width}-{digest}.pt2"
 
 
 def _lower_priority() -> None:  # pragma: no cover - runs in the child before exec
@@ -71,7 +85,8 @@ def _lower_priority() -> None:  # pragma: no cover - runs in the child before ex
         os.nice(BUILD_NICE)
 
 
-def build(model: nn.Module, layer: str, input_size: int, channels_last: bool, out: Path, *, timeout: float | None = None) -> None:
+def build(model: nn.Module, layer: str, shape: int | Shape, channels_last: bool, out: Path, *,
+          timeout: float | None = None) -> None:
     """Build the package ``out`` for ``model``'s ``layer`` in a child process (see the module
     docstring); the package appears whole or not at all.
 
@@ -82,7 +97,8 @@ def build(model: nn.Module, layer: str, input_size: int, channels_last: bool, ou
     with tempfile.TemporaryDirectory(prefix="clustercam-build-") as folder:
         pickled = Path(folder) / "model.pt"
         torch.save(model, pickled)
-        command = [sys.executable, "-m", "clustercam.compiled", str(pickled), layer, str(input_size),
+        height, width = as_shape(shape)
+        command = [sys.executable, "-m", "clustercam.compiled", str(pickled), layer, f"{height}x{width}",
                    "1" if channels_last else "0", str(out)]
         environment = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", "1")}
         try:
@@ -112,7 +128,7 @@ class LogitsOnly(nn.Module):
         return {"logits": self.model(inputs)}
 
 
-def _build_here(pickled: str, layer: str, input_size: int, channels_last: bool, out: str) -> None:
+def _build_here(pickled: str, layer: str, shape: Shape, channels_last: bool, out: str) -> None:
     """The child's work: FX capture of the layer and the logits, export, AOTInductor, atomic write."""
     from timm.models import create_feature_extractor
     from timm.models._features_fx import get_graph_node_names
@@ -124,7 +140,7 @@ def _build_here(pickled: str, layer: str, input_size: int, channels_last: bool, 
     else:
         graph = LogitsOnly(model).eval()
     device = next(model.parameters()).device
-    example = torch.randn(2, 3, input_size, input_size, device=device)
+    example = torch.randn(2, 3, *shape, device=device)
     if channels_last:
         example = example.contiguous(memory_format=torch.channels_last)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
@@ -137,4 +153,5 @@ def _build_here(pickled: str, layer: str, input_size: int, channels_last: bool, 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through build()
     pickled_model, layer_name, size, layout, target = sys.argv[1:6]
-    _build_here(pickled_model, layer_name, int(size), layout == "1", target)
+    rows, _, columns = size.partition("x")
+    _build_here(pickled_model, layer_name, (int(rows), int(columns or rows)), layout == "1", target)

@@ -11,15 +11,17 @@ Every forward pass a method makes goes through a :class:`Network`:
 - :meth:`Network.eager` — the model itself, for passes that need hooks or gradients (the gradient
   methods): unchanged.
 
-**Compiled graphs** are ahead-of-time packages (:mod:`clustercam.compiled`): one graph per layer
-returns that layer's maps and the logits of a square batch of the model's size, any batch size,
-and serves :meth:`~Network.logits` too. They are built in a separate process at the lowest CPU
+**Compiled graphs** are ahead-of-time packages (:mod:`clustercam.compiled`): one graph per layer and
+input shape returns that layer's maps and the logits of a batch of any size, and serves
+:meth:`~Network.logits` too. The shapes are the model's square size and, when the caller asks for
+them (the app does), the shapes common photographs are resized to (4:3, 3:2, 16:9, either way up:
+:func:`clustercam.imaging.common_shapes`), built after the square one. They are built in a separate process at the lowest CPU
 priority and only *loaded* here, so nothing here touches another thread's work: no tracer patches
 ``nn.Module.__call__`` beside requests, no compiler holds the interpreter's lock, no process-wide
 switch is flipped per call. :meth:`Network.compile` (``background=True``: in a thread, calls stay
 eager meanwhile) builds or finds each package, loads it and keeps it only if it gives the same
 maps and logits as the eager model on probe batches (a private copy of the model, taken under the
-caller's lock and stripped of hooks). An input of another height or width, or one that needs
+caller's lock and stripped of hooks). An input of a shape without a graph, or one that needs
 gradients, runs eagerly and never compiles anything. :attr:`Network.calls` counts the calls each
 path served (``compiled`` / ``eager``).
 
@@ -49,10 +51,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .compiled import MAX_BATCH, CompileError, build, load, package_path
+from .compiled import MAX_BATCH, CompileError, Shape, as_shape, build, load, package_path
 
 log = logging.getLogger(__name__)
 
+#: Images per call of a compiled graph (``CLUSTERCAM_COMPILED_CHUNK``): a graph holds the
+#: interpreter's lock for its whole run, so a batch runs in chunks of this many and the server's
+#: other threads (its event loop, the files a page is fetching) get their turn between two (~50 ms
+#: on 2 cores); four-image chunks were also faster than one batch of 12 (153-167 ms against 200-274).
+COMPILED_CHUNK = max(1, int(os.environ.get("CLUSTERCAM_COMPILED_CHUNK", 4)))
 #: Largest difference of logits between a compiled graph and the eager model that is accepted.
 TOLERANCE = 1e-3
 #: Where compiled artefacts are kept unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise.
@@ -172,7 +179,8 @@ class Network:
         model: the network in eval mode; in the channels-last layout already when ``channels_last``
             (:func:`clustercam.load_model` converts it when it loads it: a ``Network`` never
             changes the model it is given).
-        input_size: side of the square inputs the compiled graphs are built and used for.
+        input_size: side of the square inputs the compiled graphs are built for by default (other
+            shapes: :meth:`compile`'s ``shapes``).
         channels_last: feed the inputs in the channels-last layout (faster convolutions on CPUs and
             tensor cores; identical results up to rounding).
     """
@@ -182,7 +190,8 @@ class Network:
         self.input_size = int(input_size)
         self.channels_last = channels_last_wanted() if channels_last is None else bool(channels_last)
         self.observers: list[Callable[[int], None]] = []
-        self._graphs: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {}
+        #: The checked graphs: ``{(layer, (height, width)): graph}`` (layer "" = the logits alone).
+        self._graphs: dict[tuple[str, Shape], Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.compile_seconds: float | None = None
@@ -207,11 +216,17 @@ class Network:
     def _layout(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last and inputs.dim() == 4 else inputs
 
-    def _fits(self, inputs: torch.Tensor) -> bool:
-        """Whether the compiled graphs take this input: square, the model's size, float32, at most
-        :data:`~clustercam.compiled.MAX_BATCH` images, no gradient wanted."""
-        return (inputs.dim() == 4 and tuple(inputs.shape[-2:]) == (self.input_size, self.input_size)
-                and inputs.dtype == torch.float32 and 1 <= inputs.shape[0] <= MAX_BATCH and not torch.is_grad_enabled())
+    def _graph_for(self, inputs: torch.Tensor, layer: str | None = None) -> Callable | None:
+        """The compiled graph that takes this input (``layer``'s; None: any layer's), or None: a
+        graph of this height and width, float32, at most :data:`~clustercam.compiled.MAX_BATCH`
+        images, no gradient wanted."""
+        if not (inputs.dim() == 4 and inputs.dtype == torch.float32 and 1 <= inputs.shape[0] <= MAX_BATCH
+                and not torch.is_grad_enabled()):
+            return None
+        shape, graphs = (int(inputs.shape[-2]), int(inputs.shape[-1])), self._graphs  # replaced whole, never changed
+        if layer is not None:
+            return graphs.get((layer, shape))
+        return next((graph for (_, graph_shape), graph in graphs.items() if graph_shape == shape), None)
 
     def eager(self, inputs: torch.Tensor) -> torch.Tensor:
         """The model itself (hooks and gradients work)."""
@@ -220,32 +235,43 @@ class Network:
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits of a batch with no gradient: a compiled graph's when one is ready for this input."""
-        graph = next(iter(self._graphs.values()), None)
-        if graph is None or not self._fits(inputs):
+        graph = self._graph_for(inputs)
+        if graph is None:
             return self.eager(inputs)
         self._count(int(inputs.shape[0]), "compiled")
-        with torch.inference_mode():
-            return graph(self._layout(inputs))["logits"]
+        return self._run(graph, inputs)["logits"]
 
     __call__ = logits
 
     def layer_and_logits(self, layer: str, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(feature maps of layer, logits)`` from one compiled graph, or None (no graph for this
         layer or input: the caller captures the layer with a hook on :meth:`eager`)."""
-        graph = self._graphs.get(layer)
-        if graph is None or not self._fits(inputs):
+        graph = self._graph_for(inputs, layer)
+        if graph is None:
             return None
         self._count(int(inputs.shape[0]), "compiled")
-        with torch.inference_mode():
-            out = graph(self._layout(inputs))
+        out = self._run(graph, inputs)
         return out["layer"], out["logits"]
+
+    def _run(self, graph: Callable, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The graph on ``inputs`` in chunks of :data:`COMPILED_CHUNK` images (see there)."""
+        inputs = self._layout(inputs)
+        with torch.inference_mode():
+            if inputs.shape[0] <= COMPILED_CHUNK:
+                return graph(inputs)
+            parts = [graph(inputs[start:start + COMPILED_CHUNK]) for start in range(0, inputs.shape[0], COMPILED_CHUNK)]
+            return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
     @property
     def compiled(self) -> bool:
         return bool(self._graphs)
 
     def compiled_layers(self) -> list[str]:
-        return [layer for layer in self._graphs if layer]
+        return list(dict.fromkeys(layer for layer, _ in self._graphs if layer))
+
+    def compiled_shapes(self) -> list[str]:
+        """The input shapes with a graph, ``"HxW"``, in the order they were built."""
+        return list(dict.fromkeys(f"{height}x{width}" for _, (height, width) in self._graphs))
 
     @property
     def compiling(self) -> bool:
@@ -254,7 +280,8 @@ class Network:
     def status(self) -> dict:
         """What the app's ``/status`` reports of this network."""
         return {
-            "compiled": self.compiled, "compiled_layers": self.compiled_layers(), "compiling": self.compiling,
+            "compiled": self.compiled, "compiled_layers": self.compiled_layers(),
+            "compiled_shapes": self.compiled_shapes(), "compiling": self.compiling,
             "compile_seconds": None if self.compile_seconds is None else round(self.compile_seconds, 1),
             "compile_error": self.compile_error, "graphs_built": self.graphs_built, "calls": dict(self.calls),
             "evicted": list(self.evicted),
@@ -265,11 +292,13 @@ class Network:
     def compile(
         self, layers: list[str] | tuple[str, ...] = (), *, background: bool = False,
         lock: threading.Lock | None = None, thread_setup: Callable[[], None] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, shapes: list[Shape] | tuple[Shape, ...] = (),
     ) -> threading.Thread | None:
         """Build or find, load and check a graph for each of ``layers`` (feature maps + logits; no
-        layer: the logits alone); with ``background``, in a daemon thread (calls stay eager
-        meanwhile).
+        layer: the logits alone) and each input shape (``shapes``, ``(height, width)``; default the
+        square of ``input_size``), shape by shape: every layer at the first shape before the next;
+        with ``background``, in a daemon thread (calls stay eager meanwhile, and each graph serves
+        as soon as it is checked).
 
         ``lock`` is held while the private reference copy is taken (the lock requests hold around
         network work on this model); ``thread_setup`` runs first in the compiling thread (e.g. to
@@ -283,7 +312,8 @@ class Network:
         def work() -> None:
             if thread_setup is not None:
                 thread_setup()
-            self._compile_all(list(layers) or [""], lock, timeout)
+            wanted = [as_shape(shape) for shape in shapes] or [as_shape(self.input_size)]
+            self._compile_all(list(layers) or [""], list(dict.fromkeys(wanted)), lock, timeout)
 
         if background:
             self._thread = threading.Thread(target=work, name="compile", daemon=True)
@@ -298,30 +328,35 @@ class Network:
             self._thread.join(timeout)
         return self.compiled
 
-    def _compile_all(self, layers: list[str], lock: threading.Lock | None, timeout: float | None) -> None:
+    def _compile_all(self, layers: list[str], shapes: list[Shape], lock: threading.Lock | None,
+                     timeout: float | None) -> None:
         start = time.perf_counter()
         with self._lock:
             reference: nn.Module | None = None
-            for layer in layers:
-                try:
-                    if reference is None:
-                        reference = self._private_copy(lock)
-                    self._graphs[layer] = self._graph(layer, reference, timeout)
-                    self.graphs_built += 1
-                except Exception as error:  # a compiler failure must never take the eager path down
-                    self.compile_error = f"{type(error).__name__}: {error}"
-                    log.warning("Compiling %s failed, running eagerly: %s", layer or "the classifier", self.compile_error)
-        self.compile_seconds = time.perf_counter() - start
+            for shape in shapes:
+                for layer in layers:
+                    try:
+                        if reference is None:
+                            reference = self._private_copy(lock)
+                        graph = self._graph(layer, shape, reference, timeout)
+                        # a new dict, published whole: requests read the graphs while this thread adds one
+                        self._graphs = {**self._graphs, (layer, shape): graph}
+                        self.graphs_built += 1
+                    except Exception as error:  # a compiler failure must never take the eager path down
+                        self.compile_error = f"{type(error).__name__}: {error}"
+                        log.warning("Compiling %s at %dx%d failed, running eagerly: %s", layer or "the classifier",
+                                    *shape, self.compile_error)
+                self.compile_seconds = time.perf_counter() - start
 
-    def _graph(self, layer: str, reference: nn.Module, timeout: float | None) -> Callable:
+    def _graph(self, layer: str, shape: Shape, reference: nn.Module, timeout: float | None) -> Callable:
         """The checked graph of ``layer``: built when missing, evicted and built once more when it
         cannot be loaded or its build tripped on a broken cache artefact."""
         device = next(self.model.parameters()).device
-        path = package_path(self.model, layer, self.input_size, self.channels_last, device)
+        path = package_path(self.model, layer, shape, self.channels_last, device)
         for attempt in (1, 2):
             if not path.is_file():
                 try:
-                    build(self.model, layer, self.input_size, self.channels_last, path, timeout=timeout)
+                    build(self.model, layer, shape, self.channels_last, path, timeout=timeout)
                 except CompileError as error:
                     evicted = evict(str(error)) if attempt == 1 else []
                     if not evicted:
@@ -331,7 +366,7 @@ class Network:
                     continue
             try:
                 graph = load(path)
-                self._check(graph, reference, layer)
+                self._check(graph, reference, layer, shape)
                 return graph
             except CompileMismatch:
                 raise
@@ -350,7 +385,7 @@ class Network:
             private = copy.deepcopy(self.model)
         return without_hooks(private).eval()
 
-    def _check(self, graph: Callable, reference: nn.Module, layer: str) -> None:
+    def _check(self, graph: Callable, reference: nn.Module, layer: str, shape: Shape) -> None:
         """Keep ``graph`` only if its logits (and feature maps) match the eager ``reference`` on
         probe batches of 1 and 3 (the reference is a private copy: a probe on the served model
         would run beside, and be captured by, the requests served meanwhile)."""
@@ -359,7 +394,7 @@ class Network:
         device = next(self.model.parameters()).device
         generator = torch.Generator().manual_seed(0)
         for batch in (1, 3):
-            probe = self._layout(torch.randn(batch, 3, self.input_size, self.input_size, generator=generator).to(device))
+            probe = self._layout(torch.randn(batch, 3, *shape, generator=generator).to(device))
             with torch.inference_mode():
                 got = graph(probe)
                 if layer:

@@ -56,6 +56,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from clustercam.imaging import common_shapes
 from clustercam.methods import DEFAULT_PRESET, PRESETS, ClusterCAM, ClusterCAMResult
 from clustercam.network import forward_images as network_images
 from clustercam.pipeline import ImageExplanation, explain_image
@@ -211,8 +212,11 @@ def _load(name: str) -> ModelSpec:
     spec.layers()  # the probe pass that lists the layers, done once here
     if COMPILE_IN_BACKGROUND:
         # compiled graphs of the classifier and the default layer, built from a copy taken under
-        # the model's lock by a niced thread; served eagerly until ready
-        spec.network.compile([spec.default_layer], background=True, lock=model_lock(name), thread_setup=background_priority)
+        # the model's lock by a niced thread; served eagerly until ready. The square first, then
+        # the shapes common photographs are resized to (4:3, 3:2, 16:9 either way up), so that a
+        # typical upload, not only a square one, runs compiled
+        spec.network.compile([spec.default_layer], background=True, lock=model_lock(name), thread_setup=background_priority,
+                             shapes=common_shapes(spec.input_size))
     LOADED[name] = spec
     return spec
 

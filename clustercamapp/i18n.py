@@ -34,12 +34,13 @@ LOCALES = Path(__file__).resolve().parent / "locales"
 DEFAULT_LANGUAGE = "en"
 #: The cookie that carries the language the page is shown in to the server.
 COOKIE = "clustercam-lang"
-#: Values fixed when the page is built, written into the static strings where ``{{name}}`` stands.
+#: Values fixed when the page is built, written into the strings where ``{{name}}`` stands (a
+#: value that is a word is a key of the table, said in the string's language).
 CONSTANTS = {
     "default_preset": DEFAULT_PRESET,
     "default_q": str(DEFAULT_Q),
     "default_beta": f"{DEFAULT_BETA:g}",
-    "spectral_similarity": str(SPECTRAL_OPTIONS["similarity"]),
+    "spectral_similarity": f"controls.similarity_word.{SPECTRAL_OPTIONS['similarity']}",
 }
 
 
@@ -57,9 +58,11 @@ STRINGS: dict[str, dict[str, str]] = _load()
 LANGUAGES: tuple[str, ...] = tuple(STRINGS)
 
 
-def _with_constants(text: str) -> str:
+def _with_constants(text: str, language: str) -> str:
     for name, value in CONSTANTS.items():
-        text = text.replace("{{" + name + "}}", value)
+        if "{{" + name + "}}" in text:
+            word = STRINGS[language].get(value, STRINGS[DEFAULT_LANGUAGE].get(value, value))
+            text = text.replace("{{" + name + "}}", word)
     return text
 
 
@@ -84,7 +87,7 @@ def preset_label(name: str, language: str = DEFAULT_LANGUAGE) -> str:
 def _page(language: str) -> dict[str, str]:
     """The strings the browser translates: the table with the build-time values written in, and
     the keys made from data (each preset's menu entry)."""
-    page = {key: _with_constants(text) for key, text in STRINGS[language].items()}
+    page = {key: _with_constants(text, language) for key, text in STRINGS[language].items()}
     page.update({f"preset_choice.{name}": preset_label(name, language) for name in PRESETS})
     return page
 
@@ -143,11 +146,13 @@ def request_language(request: Any = None) -> str:
 def say(key: str, language: str | None = None, **values: Any) -> str:
     """The string ``key`` in ``language`` (default: the request's), ``{placeholders}`` filled
     from ``values``."""
-    strings = STRINGS.get(language or request_language(), STRINGS[DEFAULT_LANGUAGE])
-    text = strings.get(key)
+    language = language or request_language()
+    language = language if language in STRINGS else DEFAULT_LANGUAGE
+    text = STRINGS[language].get(key)
     if text is None:
         text = STRINGS[DEFAULT_LANGUAGE][key]  # KeyError for a key no file has: a bug, not a user's
-    return _with_constants(text).format(**values) if values else _with_constants(text)
+    text = _with_constants(text, language)
+    return text.format(**values) if values else text
 
 
 #: Page script: keep the language the page is shown in (Gradio's, from the browser or its

@@ -75,5 +75,7 @@ CSS = """
 .group-title p { margin: 4px 8px !important; }
 #example-buttons button { flex: 1 1 40%; }
 #summary-md { font-size: 17px; }
+/* A display equation wider than a phone scrolls instead of being cut at the edge. */
+.katex-display { overflow-x: auto; overflow-y: hidden; padding-bottom: 2px; }
 #beta-note:empty { display: none; }
 """

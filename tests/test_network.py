@@ -24,14 +24,19 @@ pytestmark = pytest.mark.skipif(not compiler_available(), reason="torch.compile 
 
 @pytest.fixture(scope="module")
 def compiled():
-    """The embedded model with compiled graphs for the classifier and bn2 (checked on compile)."""
+    """The embedded model with compiled graphs for the classifier and bn2 (checked on compile), for
+    square inputs and for 4:3 landscape photographs (224×288)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLUSTERCAM_COMPILE", "1")
         spec = clustercam.load_model("efficientnet_lite0", device="cpu")
-        thread = spec.network.compile(["bn2"], background=True)
+        thread = spec.network.compile(["bn2"], background=True, shapes=[(224, 224), LANDSCAPE])
         assert isinstance(thread, threading.Thread)
         assert spec.network.wait(timeout=900), spec.network.compile_error
     return spec
+
+
+#: A 4:3 landscape photograph's input shape (height, width): one of the app's common shapes.
+LANDSCAPE = (224, 288)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,8 @@ def test_the_compiled_graphs_were_built_and_serve_the_calls(compiled, images):
     was built and checked, and Cluster-CAM's passes went through it (1 layer-and-logits pass + one
     batched pass of the Q masked inputs), none through the eager model."""
     network = compiled.network
-    assert network.compiled and network.compiled_layers() == ["bn2"] and network.graphs_built == 1
+    assert network.compiled and network.compiled_layers() == ["bn2"] and network.graphs_built == 2
+    assert network.compiled_shapes() == ["224x224", "224x288"]
     before, calls = forward_images(), dict(network.calls)
     ClusterCAM(compiled, "bn2", q=4)(images[:1])
     assert forward_images() - before == 1 + 4
@@ -125,12 +131,49 @@ def test_channels_last_changes_nothing_but_the_layout(images, monkeypatch):
     assert (a.heatmaps - b.heatmaps).abs().max() <= 1e-4
 
 
+def test_a_big_batch_runs_in_chunks_so_that_other_threads_get_their_turn(compiled, images, monkeypatch):
+    """A compiled graph holds the interpreter's lock while it runs: a batch of 11 runs as 4 + 4 + 3
+    images (the server's other threads run between two), with the logits of the whole batch."""
+    from clustercam.network import COMPILED_CHUNK
+
+    network, key = compiled.network, ("bn2", (224, 224))
+    graph, sizes = network._graphs[key], []
+
+    def spy(x):
+        sizes.append(int(x.shape[0]))
+        return graph(x)
+
+    monkeypatch.setattr(network, "_graphs", {**network._graphs, key: spy})
+    x = images[:1].repeat(11, 1, 1, 1)
+    with torch.inference_mode():
+        got = network.logits(x)
+    assert COMPILED_CHUNK == 4 and sizes == [4, 4, 3]
+    with torch.inference_mode():
+        whole = graph(network._layout(x))["logits"]
+    assert got.shape == whole.shape and (got - whole).abs().max() <= 1e-4
+
+
+def test_a_photograph_of_a_common_shape_runs_compiled_and_equals_eager(compiled, eager, cat_and_coffee):
+    """A 4:3 landscape photograph (224×288 at the network) goes through its own graph: both passes
+    compiled, the heatmap as the eager model's."""
+    from clustercam.imaging import common_shapes
+
+    assert LANDSCAPE in common_shapes(224)
+    x = eager.preprocess(cat_and_coffee.resize((400, 300)))
+    assert tuple(x.shape[-2:]) == LANDSCAPE
+    calls = dict(compiled.network.calls)
+    fast, slow = ClusterCAM(compiled, "bn2", q=6)(x), ClusterCAM(eager, "bn2", q=6)(x)
+    assert compiled.network.calls["compiled"] - calls["compiled"] == 2 and compiled.network.calls["eager"] == calls["eager"]
+    assert (fast.heatmaps - slow.heatmaps).abs().max() <= 1e-4 and torch.equal(fast.labels, slow.labels)
+
+
 def test_serving_never_compiles_an_input_size_it_has_no_graph_for(compiled, eager, chelsea):
-    """A non-square upload (224×336 here) runs eagerly: no compilation in the serving process."""
+    """An upload of a shape without a graph (224×352 here: built by the app, not by this test) runs
+    eagerly: no compilation in the serving process."""
     from torch._dynamo.utils import counters
 
     x = eager.preprocess(chelsea)
-    assert tuple(x.shape[-2:]) != (224, 224)
+    assert tuple(x.shape[-2:]) not in ((224, 224), LANDSCAPE)
     graphs, calls = counters["stats"]["unique_graphs"], dict(compiled.network.calls)
     fast, slow = ClusterCAM(compiled, "bn2", q=6)(x), ClusterCAM(eager, "bn2", q=6)(x)
     assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled
