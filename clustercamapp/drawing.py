@@ -1,8 +1,10 @@
 """What the page shows, computed from an explanation: pictures, captions, tables, texts.
 
 Pure: tensors, PIL images and plain data in, PIL images, strings, dicts and DataFrames out. No
-Gradio and no files here (writing and serving them is :mod:`clustercamapp.files`), so every
-function can be tested on its own and reused by the CLI or a notebook.
+components and no files here (writing and serving them is :mod:`clustercamapp.files`), so every
+function can be tested on its own and reused by the CLI or a notebook. Words come from the page's
+table of strings (:mod:`clustercamapp.i18n`) in the language the caller passes (a
+:class:`View`'s), English by default; the menus' entries are translation keys the browser resolves.
 """
 
 from __future__ import annotations
