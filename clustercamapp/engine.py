@@ -74,6 +74,10 @@ QUEUE_SIZE = int(os.environ.get("CLUSTERCAM_APP_QUEUE_SIZE", 64))
 #: Compile each loaded model in a background thread (``CLUSTERCAM_COMPILE=0`` turns it off;
 #: see :mod:`clustercam.network`).
 COMPILE_IN_BACKGROUND = True
+#: The input shapes compiled (``CLUSTERCAM_APP_COMPILE_SHAPES``): ``common`` (the square and the
+#: shapes common photographs have, :func:`~clustercam.imaging.common_shapes`) or ``square`` (each
+#: loaded graph holds its own weights: nine shapes added ~350 MB of RSS on EfficientNet-Lite0).
+COMPILE_SHAPES = os.environ.get("CLUSTERCAM_APP_COMPILE_SHAPES", "common")
 #: Explanations kept server-side (LRU); ``CLUSTERCAM_APP_CACHE_SIZE`` overrides it.
 CACHE_SIZE = int(os.environ.get("CLUSTERCAM_APP_CACHE_SIZE", 32))
 #: Seconds an explanation stays usable after its last use; ``CLUSTERCAM_APP_CACHE_TTL`` overrides it.
@@ -216,7 +220,7 @@ def _load(name: str) -> ModelSpec:
         # the shapes common photographs are resized to (4:3, 3:2, 16:9 either way up), so that a
         # typical upload, not only a square one, runs compiled
         spec.network.compile([spec.default_layer], background=True, lock=model_lock(name), thread_setup=background_priority,
-                             shapes=common_shapes(spec.input_size))
+                             shapes=common_shapes(spec.input_size) if COMPILE_SHAPES != "square" else ())
     LOADED[name] = spec
     return spec
 
