@@ -124,14 +124,10 @@ def scores_table(spec: ModelSpec, one: ClusterExplanation, language: str = DEFAU
     name = spec.categories[one.target]
     clusters = range(len(one.cluster_sizes))
 
-    def role_word(q: int) -> str:
-        key = role_key(one, q)
-        return say(f"drawing.role_word.{key}", language) if key else "—"
-
     return pd.DataFrame(
         {
             say("drawing.column.cluster", language): list(clusters),
-            say("drawing.column.role", language): [role_word(q) for q in clusters],
+            say("drawing.column.role", language): [role(one, q, language).lower() or "—" for q in clusters],
             say("drawing.column.maps", language): list(one.cluster_sizes),
             f"p({name})": [round(float(score), 6) for score in one.scores.tolist()],
         }

@@ -18,7 +18,6 @@ Class names stay as ImageNet has them; the library's own messages (``clustercam`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import yaml
 from gradio.context import LocalContext
 
 from clustercam.methods import DEFAULT_BETA, DEFAULT_PRESET, DEFAULT_Q, PRESETS
-from clustercam.methods.presets import SPECTRAL_OPTIONS
+from clustercam.methods.presets import PRESET_FIGURES, SPECTRAL_OPTIONS
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 #: The reference language: its file defines the keys, and a request asking for none gets it.
@@ -66,16 +65,11 @@ def _with_constants(text: str, language: str) -> str:
     return text
 
 
-def _preset_notes() -> dict[str, Any]:
-    path = Path(__file__).resolve().parents[1] / "clustercam" / "methods" / "preset_notes.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def preset_label(name: str, language: str = DEFAULT_LANGUAGE) -> str:
     """A preset as its menu shows it: name — what it computes · its figures on the tuning part."""
     strings = STRINGS[language]
     label = f"{name} — {strings.get(f'preset.{name}', STRINGS[DEFAULT_LANGUAGE].get(f'preset.{name}', ''))}".rstrip(" —")
-    note = _preset_notes().get(name)
+    note = PRESET_FIGURES.get(name)
     if note and "gradcam" in note:
         label += " · " + strings["preset.measured"].format(
             drop=note["average_drop"], gradcam_drop=note["gradcam"]["average_drop"],

@@ -48,7 +48,7 @@ from clustercam.zoo import ModelSpec
 from .common import UserError
 from .engine import NETWORK_CONCURRENCY, get_model, model_lock
 from .gpu import ON_ZERO_GPU, passes_within
-from .i18n import say
+from .i18n import DEFAULT_LANGUAGE, say
 from .memory import release_free_memory
 
 ON_GPU = torch.cuda.is_available()
@@ -91,8 +91,8 @@ EXPLAIN_LANE = {"concurrency_id": "explain", "concurrency_limit": NETWORK_CONCUR
 STUDY_LANE = {"concurrency_id": "study", "concurrency_limit": STUDY_CONCURRENCY + STUDY_WAITING}
 
 #: Why a study stopped, in English (the request's language is said when it stops).
-REPLACED = say("lanes.replaced", "en")
-ABANDONED = say("lanes.abandoned", "en")
+REPLACED = say("lanes.replaced", DEFAULT_LANGUAGE)
+ABANDONED = say("lanes.abandoned", DEFAULT_LANGUAGE)
 
 
 class StudyRefused(UserError):

@@ -44,8 +44,8 @@ FIELD = re.compile(r"\{\{[a-z_]+\}\}|\{[a-z_]+(?:[:!][^{}]*)?\}")
 #: Keys the code builds from a family name and a value (``f"drawing.role.{key}"``, …).
 FAMILIES = (
     "preset.", "explain.example.", "walk.step", "walk.paper", "walk.sentence", "checks.accepts.", "drawing.role.",
-    "drawing.role_word.", "drawing.where.", "drawing.end.", "compare.column.", "sweeps.what.", "sweeps.progress.",
-    "sweeps.advice.", "controls.similarity_",
+    "drawing.where.", "drawing.end.", "compare.column.", "sweeps.what.", "sweeps.progress.", "sweeps.advice.",
+    "controls.similarity_",
 )
 #: A few words each language must use where English uses the key's (proof that it is translated).
 SAMPLES = {"es": {"page.tab.walk": "Paso a paso", "controls.explain": "Explicar"},

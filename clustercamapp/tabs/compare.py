@@ -31,7 +31,7 @@ from ..common import UserError, user_errors
 from ..controls import Controls
 from ..engine import DISPLAY_SIDE
 from ..gpu import duration_for, gpu_task
-from ..i18n import T, request_language, say
+from ..i18n import DEFAULT_LANGUAGE, T, request_language, say
 from ..settings import Settings, listener_arguments, takes_settings
 
 #: Columns of the comparison table (keys of the page's strings; ``Y`` = p(class | X) and ``O`` =
@@ -45,7 +45,7 @@ def columns(language: str | None = None) -> list[str]:
 
 
 #: The columns in English (what an API caller that asks for no language gets).
-COLUMNS = columns("en")
+COLUMNS = columns(DEFAULT_LANGUAGE)
 
 
 def method_choices() -> list[tuple[str, str]]:
@@ -110,7 +110,7 @@ def compare(
 
 def _compare(
     spec: ModelSpec, picture: Image.Image, layer: str, wanted: int | None, chosen: list[str],
-    options: dict[str, Any], colormap: str, progress: Any, language: str = "en",
+    options: dict[str, Any], colormap: str, progress: Any, language: str = DEFAULT_LANGUAGE,
 ) -> tuple[list[tuple[str, str]], pd.DataFrame]:
     """The comparison itself, on the study lane's copy of the model (see :func:`compare`)."""
     display = picture.copy()

@@ -27,7 +27,7 @@ from ..common import user_errors
 from ..controls import Controls
 from ..engine import RESULTS, cache_key, explain_cached, image_digest
 from ..gpu import duration_for, gpu_task
-from ..i18n import T, request_language, say
+from ..i18n import DEFAULT_LANGUAGE, T, request_language, say
 from ..settings import Settings, listener_arguments, takes_settings
 
 #: Q values of the cluster sweep (Fig. 6) and K values of the eigenvector sweep (Fig. 7).
@@ -60,15 +60,15 @@ def run_sweep(
     highest.
     """
     data, name = settings.image_bytes()
-    advice = say("sweeps.advice.layers" if kind == "layers" else "sweeps.advice.q")
-    cost = sweep_cost(data, settings.spec().name, variants, say(f"sweeps.what.{kind}"), advice)
     language = request_language()
+    advice = say("sweeps.advice.layers" if kind == "layers" else "sweeps.advice.q", language)
+    cost = sweep_cost(data, settings.spec().name, variants, say(f"sweeps.what.{kind}", language), advice)
     return lanes.run_study(cost, lambda: _sweep(settings, data, name, variants, progress, kind, quality, language))
 
 
 def _sweep(
     settings: Settings, data: bytes, name: str, variants: Sequence[tuple[str, str, Settings]], progress: Any,
-    kind: str, quality: bool, language: str = "en",
+    kind: str, quality: bool, language: str = DEFAULT_LANGUAGE,
 ) -> list[tuple[str, str]]:
     shared = settings.spec()
     spec = lanes.study_model(shared.name)
