@@ -393,7 +393,8 @@ def measure_tabs(page, viewport: dict, shots: Path | None = None, name: str = ""
     measured = {}
     for tab in ("explain", "walk", "compare", "sweeps", "teach"):
         page.locator(f"#tab-{tab}-button").click()
-        page.wait_for_timeout(400)
+        page.evaluate("document.fonts.ready.then(() => null)")  # text measured in its final font
+        page.wait_for_timeout(1000)  # the tab laid out (a busy machine takes longer)
         measured[tab] = page.evaluate(MEASURE_TEXTS)
         if shots is not None:
             page.screenshot(path=str(shots / f"{name}_{viewport['width']}_{tab}.png"), full_page=True)
