@@ -132,7 +132,15 @@ def wait_until_up(url: str, server: subprocess.Popen | None, timeout: float = 18
     raise TimeoutError(f"{url} did not come up in {timeout} s")
 
 
-def rss_mb(pid: int) -> float:
+#: Seconds the app waits, after its last request, before it gives free memory back
+#: (``CLUSTERCAM_APP_TRIM_AFTER``, clustercamapp/memory.py); RSS is read at rest, after it.
+TRIM_AFTER = float(os.environ.get("CLUSTERCAM_APP_TRIM_AFTER", 2.0))
+
+
+def rss_mb(pid: int, at_rest: bool = True) -> float:
+    """The server's resident size, read once it has been quiet long enough to trim its heap."""
+    if at_rest:
+        time.sleep(TRIM_AFTER + 0.5)
     return psutil.Process(pid).memory_info().rss / 2**20
 
 

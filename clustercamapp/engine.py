@@ -64,7 +64,7 @@ from clustercam.zoo import MODELS, ModelSpec, available_models, load_model
 
 from .gpu import ON_ZERO_GPU, duration_for, gpu_task
 from .i18n import say
-from .memory import release_free_memory
+from .memory import QUIET_TRIM_SECONDS, release_free_memory
 
 #: Explanations running at once (the explain lane; studies have their own, see
 #: :mod:`clustercamapp.lanes`); cheap redraws get more.
@@ -105,13 +105,14 @@ _load_locks: dict[str, threading.Lock] = {}
 CORES = torch.get_num_threads()
 _in_flight = [0]  # explain-lane requests being served (network work, waiting for it, or drawing)
 _last_request_left = [time.monotonic()]  # when the last explain-lane request in flight finished
+_trim_pending = [False]  # a timer will trim the heap once the lane is quiet
 
 
 @contextmanager
 def explaining() -> Iterator[None]:
-    """Mark the block as an explain-lane request in flight (see :func:`network_threads`). The last
-    request to leave gives malloc's free pages back to the system
-    (:func:`~clustercamapp.memory.release_free_memory`)."""
+    """Mark the block as an explain-lane request in flight (see :func:`network_threads`). Once the
+    lane has been quiet for :data:`~clustercamapp.memory.QUIET_TRIM_SECONDS`, malloc's free pages
+    go back to the system (:func:`_trim_when_quiet`)."""
     with _guard:
         _in_flight[0] += 1
     try:
@@ -121,8 +122,35 @@ def explaining() -> Iterator[None]:
             _in_flight[0] -= 1
             idle = _in_flight[0] == 0
             _last_request_left[0] = time.monotonic()
-        if idle:
-            release_free_memory()
+            schedule = idle and not _trim_pending[0]
+            _trim_pending[0] = _trim_pending[0] or schedule
+        if schedule:
+            _start_trim_timer(QUIET_TRIM_SECONDS)
+
+
+def _start_trim_timer(delay: float) -> None:
+    timer = threading.Timer(delay, _trim_when_quiet)
+    timer.daemon = True
+    timer.start()
+
+
+def _trim_when_quiet() -> None:
+    """Trim the heap (:func:`~clustercamapp.memory.release_free_memory`) when no explain-lane
+    request has been in flight for :data:`~clustercamapp.memory.QUIET_TRIM_SECONDS`; otherwise
+    wait for the rest of that time, or (a request in flight) for the lane's next quiet moment.
+    Not at once when the lane falls idle: a request's two messages, or one visitor's Explain and
+    β move, would each find their pages given back and take them again zeroed (see
+    :mod:`clustercamapp.memory`)."""
+    with _guard:
+        busy = _in_flight[0] > 0
+        wait = QUIET_TRIM_SECONDS - (time.monotonic() - _last_request_left[0])
+        _trim_pending[0] = not busy and wait > 0
+    if busy:
+        return  # the request in flight schedules the next trim when it leaves
+    if wait > 0:
+        _start_trim_timer(wait)
+        return
+    release_free_memory()
 
 
 def network_threads() -> int | None:

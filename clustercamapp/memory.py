@@ -4,12 +4,25 @@ Each explanation allocates and frees tensors of a few megabytes from several ser
 glibc's defaults, freed blocks of that size stay in per-thread arenas (and the dynamic mmap
 threshold moves them off mmap after the first free), so the resident size climbs by hundreds of
 megabytes under concurrent load although nothing leaks. Fixing the mmap threshold, capping the
-arenas and trimming freed memory sooner returns it to the system. The threshold is 32 MB: at
-256 kB every activation tensor was a fresh mmap whose pages the kernel zeroes on first touch,
-which made an explanation ~60 % slower (291 ms against 184 ms, EfficientNet-Lite0 at Q = 8,
-compiled); at 32 MB it runs as fast as with glibc's defaults. Measured with
-``benchmarks/load_test.py`` (20 clients × 3 calls, second round): +31…+110 MB per round with
-the defaults, +9…+15 MB with these settings.
+arena and trimming the heap once the server falls quiet (:func:`release_free_memory`, called
+by the explain lane a moment after its last request) returns it to the system.
+
+- The mmap threshold is 32 MB: at 256 kB every activation tensor was a fresh mmap whose pages
+  the kernel zeroes on first touch, which made an explanation ~60 % slower (291 ms against
+  184 ms, EfficientNet-Lite0 at Q = 8, compiled); at 32 MB it runs as fast as with glibc's
+  defaults.
+- One arena: requests run in Gradio's worker threads, a different one from call to call; with
+  two arenas an explanation's tensors were freed into one and allocated from the other.
+- Trimming at 256 MB of free memory at the top of the heap, not at 1 MB: at 1 MB each
+  explanation gave its activations back to the system and took them again from fresh zeroed
+  pages (~40,000 page faults, 160 MB, per explanation of a 500×375 photograph), which made it
+  ~40 % slower (0.43 against 0.30 s in server threads on 2 cores, with the β curve's pass
+  0.34 against 0.22 s). The heap is trimmed instead when the lane has been quiet for
+  :data:`QUIET_TRIM_SECONDS`.
+
+Measured with ``benchmarks/load_test.py`` (20 clients × 3 calls, second round): +31…+110 MB per
+round with glibc's defaults, +9…+15 MB with a 1 MB trim threshold and two arenas; the figures
+for these settings are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,10 +38,13 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 SETTINGS = {
-    "MALLOC_ARENA_MAX": (M_ARENA_MAX, 2),
+    "MALLOC_ARENA_MAX": (M_ARENA_MAX, 1),
     "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 32 * 1024 * 1024),
-    "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 256 * 1024 * 1024),
 }
+#: Seconds the explain lane stays quiet before the heap is trimmed (not between a request's two
+#: messages, nor between one visitor's requests in a busy class).
+QUIET_TRIM_SECONDS = float(os.environ.get("CLUSTERCAM_APP_TRIM_AFTER", 2.0))
 
 
 def tune_allocator() -> dict[str, int]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from clustercamapp.memory import QUIET_TRIM_SECONDS
+
 from .conftest import ASSETS, ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -208,6 +210,7 @@ def test_memory_stays_flat_as_new_visitors_come_and_go(bounded_server):
             client = Client(url, verbose=False, download_files=False)  # as a browser: pictures fetched when shown
             client.predict(handle_file(path), api_name="/explain", q=6, seed=visitor)
             client.predict(0.6, api_name="/reweight")
+        time.sleep(QUIET_TRIM_SECONDS + 0.5)  # at rest: the server trims its heap once quiet
         sizes.append(server.memory_info().rss / 2**20)
     print("\nserver RSS after each round of 24 sessions (MB):", [round(size) for size in sizes])
     growth = [later - earlier for earlier, later in itertools.pairwise(sizes[1:])]  # caches full after round 1
