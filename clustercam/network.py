@@ -14,7 +14,7 @@ Every forward pass a method makes goes through a :class:`Network`:
 **Compiled graphs** are ahead-of-time packages (:mod:`clustercam.compiled`): one graph per layer and
 input shape returns that layer's maps and the logits of a batch of any size, and serves
 :meth:`~Network.logits` too. The shapes are the model's square size and, when the caller asks for
-them (the app does), the shapes common photographs are resized to (4:3, 3:2, 16:9, either way up:
+them (the app does), the shapes common photographs are resized to (4:3, 3:2, 16:9, 8:7, either way up:
 :func:`clustercam.imaging.common_shapes`), built after the square one. They are built in a separate process at the lowest CPU
 priority and only *loaded* here, so nothing here touches another thread's work: no tracer patches
 ``nn.Module.__call__`` beside requests, no compiler holds the interpreter's lock, no process-wide

@@ -245,7 +245,7 @@ def _load(name: str) -> ModelSpec:
     if COMPILE_IN_BACKGROUND:
         # compiled graphs of the classifier and the default layer, built from a copy taken under
         # the model's lock by a niced thread; served eagerly until ready. The square first, then
-        # the shapes common photographs are resized to (4:3, 3:2, 16:9 either way up), so that a
+        # the shapes common photographs are resized to (4:3, 3:2, 16:9, 8:7 either way up), so that a
         # typical upload, not only a square one, runs compiled
         spec.network.compile([spec.default_layer], background=True, lock=model_lock(name), thread_setup=background_priority,
                              shapes=common_shapes(spec.input_size) if COMPILE_SHAPES != "square" else ())

@@ -104,9 +104,10 @@ def test_explain_then_reweight_without_a_forward_pass(client):
     assert f"**Base:** cluster {base}" in markdown and f"**Scissors:** cluster {scissors}" in markdown
     assert summary["target"]["name"] == "Egyptian cat"
     assert top5["value"] == "285" and top5["choices"][0][1] == "285" and len(top5["choices"]) == 5
-    assert all(Image.open(path).format == "PNG" for path in (overlay, heatmap, base_map, scissors_map, chart))
+    assert Image.open(overlay).format == "JPEG"  # a photograph; the exact heatmap is the .npy
+    assert all(Image.open(path).format == "PNG" for path in (heatmap, base_map, scissors_map, chart))
     assert [row[3] for row in table["data"]] == summary["scores"] and [row[1] for row in table["data"]].index("base") == base
-    assert [Path(path).suffix for path in downloads] == [".zip", ".png", ".npy"]
+    assert [Path(path).suffix for path in downloads] == [".zip", ".jpg", ".npy"]
 
     with forward_calls() as calls:
         _, new_heatmap, new_summary, new_downloads, new_markdown, *_ = call(client, 0.2, api_name="/reweight")

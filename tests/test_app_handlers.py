@@ -134,7 +134,7 @@ def test_explain_returns_every_output(tab, chelsea, spec):
     assert set(out) >= set(tab.explain_outputs())  # one value for every declared output
     summary, session = out[tab.summary], out[tab.session]
     overlay = out[tab.overlay]
-    assert Image.open(overlay).format == "PNG" and Image.open(overlay).size == Image.open(CHELSEA).size
+    assert Image.open(overlay).format == "JPEG" and Image.open(overlay).size == Image.open(CHELSEA).size
     clusters, masked = out[tab.clusters], out[tab.masked]
     assert len(clusters) == DEFAULT_Q and len(masked) == DEFAULT_Q
     base, scissors = summary["base"]["cluster"], summary["scissors"]["cluster"]

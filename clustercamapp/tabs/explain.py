@@ -347,7 +347,7 @@ class ExplainTab:
         """Write the heatmap over the image and alone, and the base and scissors maps when they were
         drawn (otherwise ``role_maps``, the files of an earlier view, stay): their paths."""
         folder, stem = files.output_dir(), self._stem(entry, pictures.result[0])
-        overlay = files.save_png(pictures.overlay, folder / f"{stem}_overlay.png")
+        overlay = files.save_jpeg(pictures.overlay, folder / f"{stem}_overlay.jpg")  # a photograph: 0.3 vs 11 ms
         heatmap = files.save_png(pictures.heatmap, folder / f"{stem}_heatmap.png")
         if pictures.base_map is not None:
             role_maps = (files.save_png(pictures.base_map, folder / "base.png"),
@@ -460,7 +460,7 @@ class ExplainTab:
             with torch_threads(1):
                 one = drawing.view_result(entry.explained.result, index, session["beta"])[0]
                 picture = render.overlay(entry.display, one.heatmap, cmap=session["colormap"])
-            path = files.save_png(picture, folder / f"class_{letter.lower()}.png")
+            path = files.save_jpeg(picture, folder / f"class_{letter.lower()}.jpg")
             name = entry.spec.categories[index]
             out[component] = gr.Image(
                 value=path, label=say("explain.class_view", language, letter=letter, name=name, base=one.base_index,
@@ -528,7 +528,8 @@ class ExplainTab:
         heading = {"fn": self.heading, "inputs": [self.session], "outputs": [self.heatmap], "api_visibility": "private",
                    "queue": False}
         c.explain.click(
-            self.on_explain_in_stages, c.settings(), self.explain_outputs(), api_name="explain", **network
+            self.on_explain_in_stages, c.settings(), self.explain_outputs(), api_name="explain",
+            show_progress_on=[self.overlay], **network,
         ).success(None, js=SCROLL_TO_RESULT).success(**heading)
         c.beta.input(self.on_reweight, [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
         c.colormap.input(self.on_recolor, [c.colormap, self.session], self.redraw_outputs(),
