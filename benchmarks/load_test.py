@@ -21,8 +21,12 @@ its background compilation, ``--compile-wait``), then:
    server's RSS growth; exits non-zero if an explanation failed, a refusal came without a message,
    a study failed otherwise, or RSS grew by ``--max-growth-mb``.
 
-Meanwhile the server's queue length is polled. Prints successes, p50/p95 latency, the split, the
-largest queue seen and the server's RSS before and after; exits non-zero if a call failed or RSS
+Meanwhile the server's queue length is polled. Prints successes, p50/p95 latency (the whole answer,
+and the first message: the heatmap in view, as a browser shows it before the rest), the split, the
+largest queue seen, the CPU seconds the server and the clients (this process, on the same cores)
+spent while the calls ran with the arithmetic beside the measurement (the server's CPU per call ×
+calls / cores: the least wall time those calls can take here), and the server's RSS before and
+after (read at rest, once it has trimmed its heap); exits non-zero if a call failed or RSS
 grew by ``--max-growth-mb`` or more after warm-up. Only loopback addresses are used.
 
     python benchmarks/load_test.py --clients 30 --calls 1 --sequential 8 --images ../shared/eval/ilsvrc-val-650
@@ -60,6 +64,8 @@ class LoadReport:
     calls: int = 0
     successes: int = 0
     latencies: list[float] = field(default_factory=list)
+    #: click → the first message (the heatmap in view) received, per successful call
+    first_latencies: list[float] = field(default_factory=list)
     splits: list[dict[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     max_queue: int = 0
@@ -67,13 +73,18 @@ class LoadReport:
     rss_warm_mb: float = 0.0
     rss_end_mb: float = 0.0
     seconds: float = 0.0
+    #: CPU seconds spent from the moment every client is ready to the last answer: the server's
+    #: and this process's (the clients, on the same cores), and the wall time they span
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    calls_wall_s: float = 0.0
 
     @property
     def growth_mb(self) -> float:
         return self.rss_end_mb - self.rss_warm_mb
 
-    def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.latencies)
+    def percentile(self, fraction: float, first: bool = False) -> float:
+        ordered = sorted(self.first_latencies if first else self.latencies)
         if not ordered:
             return float("nan")
         return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -91,13 +102,27 @@ class LoadReport:
             f"queue and transfer {1000 * median['rest']:.0f} ms"
         )
 
+    def cpu_line(self) -> str:
+        """The arithmetic beside the measurement: the server's CPU per call × calls / cores is the
+        least wall time these calls can take on this machine, whatever the order of work."""
+        cores, per_call = psutil.cpu_count() or 1, self.server_cpu_s / max(1, self.calls)
+        return (
+            f"CPU while the calls ran ({self.calls_wall_s:.1f} s of wall time on {cores} cores, "
+            f"{cores * self.calls_wall_s:.1f} core-s): server {self.server_cpu_s:.1f} s ({per_call:.2f} s per call, "
+            f"so {self.calls} calls need at least {self.calls} × {per_call:.2f} / {cores} = "
+            f"{self.calls * per_call / cores:.1f} s), the clients (this process) {self.client_cpu_s:.1f} s"
+        )
+
     def lines(self) -> list[str]:
         return [
             f"calls: {self.successes}/{self.calls} succeeded in {self.seconds:.1f} s",
             f"latency p50 {self.percentile(0.5):.2f} s, p95 {self.percentile(0.95):.2f} s, "
-            f"mean {statistics.fmean(self.latencies) if self.latencies else float('nan'):.2f} s",
+            f"mean {statistics.fmean(self.latencies) if self.latencies else float('nan'):.2f} s "
+            f"(the first message, the heatmap in view: p50 {self.percentile(0.5, first=True):.2f} s, "
+            f"p95 {self.percentile(0.95, first=True):.2f} s)",
             self.split_line(),
             f"largest queue seen: {self.max_queue}",
+            *([self.cpu_line()] if self.server_cpu_s else []),
             f"server RSS: {self.rss_start_mb:.0f} MB at start, {self.rss_warm_mb:.0f} MB after warm-up, "
             f"{self.rss_end_mb:.0f} MB after the load (growth {self.growth_mb:+.0f} MB)",
             *(f"error: {error}" for error in self.errors[:5]),
@@ -137,6 +162,12 @@ def wait_until_up(url: str, server: subprocess.Popen | None, timeout: float = 18
 TRIM_AFTER = float(os.environ.get("CLUSTERCAM_APP_TRIM_AFTER", 2.0))
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (None: this one), its threads together."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def rss_mb(pid: int, at_rest: bool = True) -> float:
     """The server's resident size, read once it has been quiet long enough to trim its heap."""
     if at_rest:
@@ -150,8 +181,16 @@ def explain_call(client, image: str | Path, seed: int = 0) -> dict:
     from gradio_client import handle_file
 
     path = image if Path(image).is_absolute() else ROOT / "assets" / image
-    answer = client.predict(handle_file(str(path)), "efficientnet_lite0", api_name="/explain", seed=seed)
-    return answer[5]["request"]
+    began = time.perf_counter()
+    job = client.submit(handle_file(str(path)), "efficientnet_lite0", api_name="/explain", seed=seed)
+    first = None
+    while not job.done():  # the first message (the heatmap in view) arrives before the whole answer
+        if first is None and job.outputs():
+            first = time.perf_counter() - began
+        time.sleep(0.02)
+    answer = job.result()
+    whole = time.perf_counter() - began
+    return {**answer[5]["request"], "first_message_latency": whole if first is None else first}
 
 
 def record(report: LoadReport, began: float, request: dict | None, error: str) -> None:
@@ -159,6 +198,8 @@ def record(report: LoadReport, began: float, request: dict | None, error: str) -
     report.calls += 1
     report.successes += not error
     report.latencies.append(latency)
+    if request and "first_message_latency" in request:
+        report.first_latencies.append(request["first_message_latency"])
     if error:
         report.errors.append(error)
     elif request:
@@ -245,7 +286,12 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
         warm_server(url, warm_requests)
     report.rss_warm_mb = rss_mb(pid)
 
-    lock, start = threading.Lock(), threading.Barrier(clients)
+    marks: dict[str, float] = {}
+
+    def all_ready() -> None:  # every client has loaded the page: the calls start now
+        marks.update(server=cpu_seconds(pid), client=cpu_seconds(), wall=time.perf_counter())
+
+    lock, start = threading.Lock(), threading.Barrier(clients, action=all_ready)
 
     def worker(index: int) -> None:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
@@ -261,6 +307,10 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
     poller = threading.Thread(target=poll_queue, args=(url, report, stop), daemon=True)
     poller.start()
     report.seconds = run_threads(worker, clients)
+    if marks:
+        report.server_cpu_s = cpu_seconds(pid) - marks["server"]
+        report.client_cpu_s = cpu_seconds() - marks["client"]
+        report.calls_wall_s = time.perf_counter() - marks["wall"]
     stop.set()
     poller.join()
     report.rss_end_mb = rss_mb(pid)
@@ -479,6 +529,8 @@ def main() -> int:
             report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
                               warm_requests=args.warm_requests, images=images[: args.clients * args.calls])
             print(f"round {round_number}: " + "; ".join(report.lines()[:4]), flush=True)
+            if report.server_cpu_s:
+                print(f"round {round_number}: {report.cpu_line()}", flush=True)
     finally:
         if server is not None:
             server.terminate()
