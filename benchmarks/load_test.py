@@ -51,6 +51,11 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the library and the app's settings, from this checkout
+    sys.path.insert(0, str(ROOT))
+
+from clustercamapp.memory import QUIET_TRIM_SECONDS  # noqa: E402 (after the path above)
+
 #: Whether each client downloads every file of every answer (``--download``). A browser fetches
 #: only the pictures it shows, lazily; gradio_client by default fetches all ~25 files at once.
 DOWNLOAD = [False]
@@ -157,21 +162,16 @@ def wait_until_up(url: str, server: subprocess.Popen | None, timeout: float = 18
     raise TimeoutError(f"{url} did not come up in {timeout} s")
 
 
-#: Seconds the app waits, after its last request, before it gives free memory back
-#: (``CLUSTERCAM_APP_TRIM_AFTER``, clustercamapp/memory.py); RSS is read at rest, after it.
-TRIM_AFTER = float(os.environ.get("CLUSTERCAM_APP_TRIM_AFTER", 2.0))
-
-
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU seconds of a process (None: this one), its threads together."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
 
-def rss_mb(pid: int, at_rest: bool = True) -> float:
-    """The server's resident size, read once it has been quiet long enough to trim its heap."""
-    if at_rest:
-        time.sleep(TRIM_AFTER + 0.5)
+def rss_mb(pid: int) -> float:
+    """The server's resident size, read at rest: once it has been quiet long enough to give its free
+    memory back (``QUIET_TRIM_SECONDS`` after its last request, ``CLUSTERCAM_APP_TRIM_AFTER``)."""
+    time.sleep(QUIET_TRIM_SECONDS + 0.5)
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
@@ -362,7 +362,6 @@ def most_expensive_study(budget: int, model: str = "efficientnet_lite0") -> tupl
     every subset of methods at every block-level layer, costed as the server costs it."""
     import itertools
 
-    sys.path.insert(0, str(ROOT))
     from clustercam.methods import METHODS
     from clustercam.zoo import load_model
     from clustercamapp.lanes import compare_cost

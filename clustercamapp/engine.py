@@ -123,7 +123,8 @@ def explaining() -> Iterator[None]:
             idle = _in_flight[0] == 0
             _last_request_left[0] = time.monotonic()
             schedule = idle and not _trim_pending[0]
-            _trim_pending[0] = _trim_pending[0] or schedule
+            if schedule:
+                _trim_pending[0] = True
         if schedule:
             _start_trim_timer(QUIET_TRIM_SECONDS)
 
