@@ -9,8 +9,10 @@ Debian's Chromium driven by Playwright (``/usr/bin/chromium``, never a downloade
 never seen (from ``--images DIR``, default the repository's ``assets/*.jpg``; those are the
 example buttons' images, which the server explains in the background at start, so they are
 replaced by crops/rotations written to a temporary folder, new for every run (``--seed``); a
-folder with fewer than ``--count`` files is topped up with such variants) it uploads the photograph into the Image input, waits until the upload shows,
-clicks Explain and measures, on the page's own clock (``performance.now()``):
+folder with fewer than ``--count`` files is topped up with such variants) it uploads the photograph
+into the Image input, waits until the upload shows, waits ``--settle`` seconds
+more (default 1: a person looks at the photograph before pressing the button), clicks Explain and
+measures, on the page's own clock (``performance.now()``):
 
 - ``heatmap``: click → the heatmap (``#overlay img``) has a new ``src`` and is fully loaded;
 - ``everything``: click → the galleries ``#clusters`` and ``#masked`` show their tiles (each with a
@@ -72,6 +74,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 #: it and loopback requests are not held up by a round trip through this process).
 BEYOND_LOOPBACK = re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$))")
 
+#: Seconds between the upload shown and the click (``--settle``): no one clicks Explain within a
+#: frame of seeing the photograph.
+SETTLE = [1.0]
 #: An init script: the page's clock at the click on Explain (a capture listener, before Gradio's
 #: own handler).
 RECORD_CLICKS = """(() => {
@@ -437,6 +442,9 @@ def explain_one(page, photo: Path, timeout_ms: float) -> Figures:
     upload_before = page.evaluate("() => document.querySelector('#input-image img')?.src ?? ''")
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     page.wait_for_function(UPLOAD_SHOWN, arg=upload_before, timeout=timeout_ms)
+    # a person looks at the photograph before pressing Explain: what the upload set off on the page
+    # (the cleared outputs redrawn, the preview decoded) is not the click's
+    time.sleep(SETTLE[0])
     previous = page.evaluate(SHOWN_SOURCES)
     summary_before = page.evaluate(SUMMARY_TEXT)
     page.evaluate("() => { window.__bench = {click: null}; }")
@@ -552,6 +560,8 @@ def main() -> int:
                         help="after the page answers, up to this many seconds for the server's background "
                              "compilation and examples (polling /status)")
     parser.add_argument("--viewport", type=viewport_size, default=viewport_size("1280x720"), help="WIDTHxHEIGHT")
+    parser.add_argument("--settle", type=float, default=SETTLE[0],
+                        help="seconds between the upload shown and the click (a person looking at it)")
     parser.add_argument("--target", type=float, default=0.60, help="seconds for the median click → heatmap shown")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one photograph may take")
     parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds the server may take to answer")
@@ -559,6 +569,7 @@ def main() -> int:
     parser.add_argument("--env", type=environment_pair, action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the server (repeatable)")
     args = parser.parse_args()
+    SETTLE[0] = args.settle
     if args.count < 1:
         parser.error("--count must be at least 1")
     if not CHROMIUM.exists():

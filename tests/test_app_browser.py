@@ -154,6 +154,21 @@ def test_after_explain_the_heatmap_beta_and_class_are_in_view_together(browser, 
     page.close()
 
 
+def test_the_zip_is_written_when_the_details_are_opened(browser, server_url):
+    """Opening the details writes the zip (Explain sends none: tested on the handlers); while
+    they stay open, the next explanation comes with its own."""
+    page = open_page(browser, server_url, PROJECTOR)
+    explain_upload(page, "coffee.jpg", DEFAULT_Q)
+    downloads = "() => [...document.querySelectorAll('#downloads td.filename')].map(cell => cell.getAttribute('aria-label'))"
+    page.locator("#details button").first.click()
+    page.wait_for_function(f"() => ({downloads})().some(name => name.endsWith('.zip'))", timeout=20_000)
+    first_zip = [name for name in page.evaluate(downloads) if name.endswith(".zip")]
+    explain_upload(page, "astronaut.jpg", DEFAULT_Q)
+    page.wait_for_function(f"before => ({downloads})().some(name => name.endsWith('.zip') && !before.includes(name))",
+                           arg=first_zip, timeout=20_000)
+    page.close()
+
+
 @pytest.mark.parametrize("viewport", [PROJECTOR, PHONE], ids=["1280x720", "390x844"])
 def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, server_url, viewport, tmp_path):
     """A classroom without internet: the page and everything it fetches come from the server; on a

@@ -318,6 +318,50 @@ def test_explain_paints_what_is_in_view_first_then_everything(tab, spec):
     np.testing.assert_array_equal(np.load(whole[tab.downloads][2]), np.load(last[tab.downloads][2]))
 
 
+def test_the_pages_two_steps_give_what_explain_gives_and_the_zip_when_asked_for(tab, spec):
+    """The page's Explain: step 1 (what is in view, the network work), step 2 (the rest, the β
+    curve's pass, no zip while the details are closed); opening the details writes the zip.
+    Together they show what /explain returns, the heatmap's ``.npy`` identical."""
+    settings = values(image=str(ASSETS / "coffee.jpg"), q=5, seed=6161)
+    with forward_calls(spec.model) as calls:
+        first = tab.on_explain_first(*settings)
+        assert calls[0] == 1 + 5
+        rest = tab.on_page_rest(first[tab.session], False)
+        assert calls[0] == 1 + 5 + len(engine.TRADEOFF_BETAS)
+    assert set(first) == set(tab.first_outputs()) and set(rest) <= set(tab.rest_outputs())
+    assert not set(rest) & (set(tab.first_outputs()) - {tab.session})  # step 2 leaves β's maps alone
+    assert {tab.clusters, tab.masked, tab.scores_chart, tab.tradeoff_chart, tab.summary} <= set(rest)
+    overlay, npy = rest[tab.downloads]  # no zip yet
+    assert overlay == first[tab.overlay] and npy.endswith(".npy")
+    assert rest[tab.summary]["request"]["forward_passes"] == 1 + 5 + len(engine.TRADEOFF_BETAS)
+    whole = tab.on_explain(*settings)
+    np.testing.assert_array_equal(np.load(npy), np.load(whole[tab.downloads][2]))
+    assert rest[tab.summary]["scores"] == whole[tab.summary]["scores"]
+    opened = tab.details_opened(rest[tab.session])
+    bundle, *others = opened[tab.downloads]
+    assert others == [overlay, npy] and opened[tab.details_open] is True
+    with zipfile.ZipFile(bundle) as written, zipfile.ZipFile(whole[tab.downloads][0]) as expected:
+        assert len(written.namelist()) == len(expected.namelist()) == 4 + 2 + 2 * 5 + 1 + 1
+        assert {Path(n).suffix for n in written.namelist()} == {Path(n).suffix for n in expected.namelist()}
+        np.testing.assert_array_equal(np.load(written.open(Path(npy).name)), np.load(npy))
+    assert tab.details_opened(opened[tab.session])[tab.downloads] == gr.update()  # written once
+    # with the details open, step 2 writes the zip at once
+    again = tab.on_page_rest(tab.on_explain_first(*settings)[tab.session], True)
+    assert Path(again[tab.downloads][0]).suffix == ".zip"
+
+
+def test_step_two_draws_the_beta_moved_while_step_one_was_on_its_way(tab):
+    """β moved between the two steps: step 2's curve, summary and ``.npy`` are for the new β."""
+    first = tab.on_explain_first(*values(image=PAIR, q=4, seed=7171, beta=0.7))
+    moved = tab.on_reweight(0.3, first[tab.session])
+    rest = tab.on_page_rest(moved[tab.session], False)
+    entry = engine.RESULTS.get(first[tab.session]["key"])
+    expected = entry.explained.result.reweight(0.3).heatmaps[0].numpy()
+    np.testing.assert_allclose(np.load(rest[tab.downloads][1]), expected, atol=1e-6)
+    assert rest[tab.summary]["beta"] == 0.3
+    assert rest[tab.downloads][0] != first[tab.overlay]  # step 1's picture (β 0.7) not reused
+
+
 def test_render_view_is_a_pure_function_of_the_explanation_and_the_view(tab):
     from clustercamapp import drawing
 

@@ -3,8 +3,14 @@ clusters and masked images with a plain-language key, two classes side by side, 
 
 Listeners (named API endpoints in brackets):
 
-- Explain button [``/explain``]: the settings block → every output; the page then scrolls to the
-  heatmap so that it, β and the class choice are in view together;
+- Explain button: the settings block → two chained steps on the explain lane. Step 1
+  [``/explain_first``] explains (the network work) and sends what is in view: the heatmap over the
+  image, β's note, the class choice, the base and scissors maps; the page scrolls to them and
+  waits until the heatmap is painted; step 2 [``/explain_rest``] sends the rest (tiles, masked
+  images, chart, table, the β curve, the summary). API callers use [``/explain``]: both steps in
+  one call, every output (the zip included);
+- the details accordion: opening it writes the zip of the explanation on screen (the page's
+  step 2 writes it only while the details are open);
 - β [``/reweight``], the class dropdown [``/retarget``], the top-5 radio and the colormap: redraw
   from the cached explanation (no forward pass);
 - the example buttons: the example image with the default settings (explanations warmed in the
@@ -15,6 +21,7 @@ Listeners (named API endpoints in brackets):
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -61,8 +68,21 @@ EXAMPLES = {
 }
 #: Seconds a browser session's state is kept after its last use.
 SESSION_TTL = 3600
-#: After Explain (or an example), bring the heatmap, β and the class choice into view.
-SCROLL_TO_RESULT = "() => document.getElementById('result-panel')?.scrollIntoView({block: 'start'})"
+#: After step 1 of Explain (or an example), bring the heatmap, β and the class choice into view;
+#: step 2 waits for step 1's heatmap to be on screen (at most 2 s), so that the
+#: server's work for the rest (and other visitors' step 1) never competes with the first paint.
+SCROLL_THEN_WAIT_FOR_PAINT = """async () => {
+  document.getElementById('result-panel')?.scrollIntoView({block: 'start'});
+  const frame = () => new Promise((done) => requestAnimationFrame(() => done()));
+  const deadline = performance.now() + 2000;
+  await frame();
+  for (;;) {
+    const picture = document.querySelector('#overlay img');
+    if ((picture && picture.complete && picture.naturalWidth > 0) || performance.now() > deadline) break;
+    await new Promise((done) => setTimeout(done, 15));
+  }
+  await frame();
+}"""
 #: Opening a shared link (``?deep_link=…``) restores the inputs and outputs; this re-runs
 #: Explain on them (served from the server's cache when it still holds it) so that β and the
 #: class respond again.
@@ -183,7 +203,7 @@ class ExplainTab:
             with gr.Row():
                 self.overlay_a = self._small_image("explain.class_a", "overlay-a")
                 self.overlay_b = self._small_image("explain.class_b", "overlay-b")
-        with gr.Accordion(T("explain.details"), open=False, elem_id="details"):
+        with gr.Accordion(T("explain.details"), open=False, elem_id="details") as self.details:
             gr.Markdown(T("explain.share_note"))
             deep_link_button(T("explain.copy_link"), T("explain.link_copied"), size="md")
             self.downloads = gr.File(
@@ -192,6 +212,9 @@ class ExplainTab:
             )
             self.summary = gr.JSON(label=T("explain.summary"), elem_id="summary-json")
         self.session = gr.State(None, time_to_live=SESSION_TTL)
+        self.details_open = gr.State(False)  # whether the zip is wanted with the next explanation
+        # /explain for API callers: the whole answer in one call (the page's button runs two steps)
+        self.api_explain = gr.Button(visible=False, elem_id="explain-api")
         with c.examples_slot:
             gr.Markdown(T("explain.examples"), elem_classes=["group-title"])
             with gr.Row(elem_id="example-buttons"):
@@ -218,6 +241,16 @@ class ExplainTab:
             self.summary_md, c.top5, self.base_map, self.scissors_map, self.scores_chart, self.beta_note, c.target,
             self.class_a, self.class_b, self.tradeoff_md, self.tradeoff_chart, self.session,
         ]
+
+    def first_outputs(self) -> list[Any]:
+        """What the page's Explain sends first: what is in view (see :meth:`explain_first`)."""
+        return [self.overlay, self.heatmap, self.beta_note, self.base_map, self.scissors_map, self.controls.top5,
+                self.session]
+
+    def rest_outputs(self) -> list[Any]:
+        """What the page's Explain sends second: every output of /explain not sent first."""
+        first = set(self.first_outputs()) - {self.session}
+        return [component for component in self.explain_outputs() if component not in first]
 
     def redraw_outputs(self) -> list[Any]:
         """The outputs of /reweight and a colormap change (the two maps change with the colormap
@@ -249,7 +282,7 @@ class ExplainTab:
     def _draw(
         self, entry: CachedExplanation, session: dict[str, Any], *, everything: bool, cached: bool, passes_before: int,
         started: float, explanation_seconds: float = 0.0, first_paint: bool = False, drawn: dict[Any, Any] | None = None,
-        first_paint_seconds: float | None = None,
+        first_paint_seconds: float | None = None, bundle: bool = True,
     ) -> dict[Any, Any]:
         """Every output for ``entry`` explained for ``session``'s target, β and colormap.
 
@@ -257,8 +290,9 @@ class ExplainTab:
         new class); otherwise only what β and the colormap change. ``first_paint``: only what is
         in view after Explain (the heatmap over the image, β's note, the class choice, the base
         and scissors maps), drawn before the rest; ``drawn``: those outputs, drawn already for
-        this view, reused instead of drawn again. Pure re-rendering on small tensors: one torch
-        thread (see :mod:`clustercamapp.engine`).
+        this view, reused instead of drawn again. ``bundle``: write the zip of every file now
+        (otherwise the session keeps what it needs and :meth:`make_bundle` writes it when asked
+        for). Pure re-rendering on small tensors: one torch thread (see :mod:`clustercamapp.engine`).
         """
         c = self.controls
         drawing_started = time.perf_counter()
@@ -317,9 +351,13 @@ class ExplainTab:
                 "beta": round(kept[round(one.beta, 4)], 6), "beta_1": round(kept[1.0], 6), "whole_image": round(full, 6),
                 "curve": {f"{b:g}": round(kept[b], 6) for b in TRADEOFF_BETAS},
             }
-            bundle = files.write_bundle(
-                folder / f"{stem}.zip", [overlay, heatmap, array, tradeoff, *role_maps[:2], *tiles], data,
-            )
+            every_file = [overlay, heatmap, array, tradeoff, *role_maps[:2], *tiles]
+            if bundle:
+                downloads = [files.write_bundle(folder / f"{stem}.zip", every_file, data), overlay, array]
+                later = None
+            else:  # written by make_bundle when the details are opened
+                downloads = [overlay, array]
+                later = {"path": str(folder / f"{stem}.zip"), "files": every_file, "summary": copy.deepcopy(data)}
             # this request's server time, split: the network work (0 from the cache), the drawing
             # and files; Gradio's serialisation follows the return (the load test measures it)
             data["request"].update(
@@ -331,9 +369,9 @@ class ExplainTab:
             if first_paint_seconds is not None:  # when the first message (the heatmap in view) was ready
                 data["request"]["first_paint_seconds"] = round(first_paint_seconds, 4)
             out.update({
-                self.downloads: [bundle, overlay, array], self.summary: data,
+                self.downloads: downloads, self.summary: data,
                 self.summary_md: drawing.summary_markdown(data, view.language),
-                self.session: {**session, "tiles": tiles, "role_maps": role_maps},
+                self.session: {**session, "tiles": tiles, "role_maps": role_maps, "bundle": later},
             })
         return out
 
@@ -384,11 +422,18 @@ class ExplainTab:
         return last
 
     def explain_in_stages(self, settings: Settings, progress: Any = None) -> Iterator[dict[Any, Any]]:
-        """/explain: feature maps, clustering and the Q masked passes (cached), then two messages:
-        first what is in view (the heatmap over the image, β's note, the class choice, the base and
-        scissors maps), then every output (the tiles, masked images, chart, table, the β curve and
-        its pass, the summary and the files). The last message is the whole answer an API caller
-        gets; a browser shows the heatmap as soon as the first arrives."""
+        """/explain: :meth:`explain_first`, then :meth:`explain_rest` in the same call -- two
+        messages, the second every output (the first's pictures reused). The last message is the
+        whole answer an API caller gets. The page runs the two steps as two chained events instead
+        (see :meth:`_wire`), so that in a class every visitor's heatmap comes before anyone's rest."""
+        first = self.explain_first(settings, progress)
+        yield first
+        yield {**first, **self.explain_rest(first[self.session])}
+
+    def explain_first(self, settings: Settings, progress: Any = None) -> dict[Any, Any]:
+        """The page's Explain, step 1: feature maps, clustering and the Q masked passes (cached),
+        and what is in view after Explain -- the heatmap over the image, β's note, the class
+        choice, the base and scissors maps. The session remembers what step 2 reuses."""
         started, passes_before = time.perf_counter(), forward_images()
         data, name = settings.image_bytes()
         if progress is not None:
@@ -399,21 +444,68 @@ class ExplainTab:
             progress(0.2, desc=say("explain.working"))
         with explaining():  # other requests in flight share the cores (engine.network_threads)
             began = time.perf_counter()
-            # the β curve's pass comes after the first message; on ZeroGPU it rides in the same GPU
-            # task as the explanation (each task is a GPU allocation, counted against the quota)
+            # the β curve's pass comes in step 2; on ZeroGPU it rides in the same GPU task as the
+            # explanation (each task is a GPU allocation, counted against the quota)
             entry, cached = explain_cached(data, name, spec, layer, settings.options, tradeoff=engine.ON_ZERO_GPU)
             explanation_seconds = time.perf_counter() - began
             session = {"key": entry.key, "target": target, "beta": settings.beta, "colormap": settings.colormap}
             first = self._draw(entry, session, everything=True, cached=cached, passes_before=passes_before,
                                started=started, first_paint=True)
-            first_paint_seconds = time.perf_counter() - started
-        yield first
+        first[self.session]["first_paint"] = {
+            "view": [target, settings.beta, settings.colormap],
+            "overlay": first[self.overlay], "heatmap": first[self.heatmap],
+            "cached": cached, "passes": forward_images() - passes_before,
+            "explanation_seconds": explanation_seconds, "seconds": time.perf_counter() - started,
+        }
+        return first
+
+    def explain_rest(self, session: Session, *, bundle: bool = True) -> dict[Any, Any]:
+        """The page's Explain, step 2 (after step 1's heatmap is on screen): every output -- the
+        tiles, masked images, chart, table, the β curve and its pass, the summary and the files --
+        with step 1's pictures reused while the view is the one step 1 drew. ``bundle``: write the
+        zip now (an API call to /explain gets it at once; the page asks for it only while the
+        details, where it is offered, are open, else :meth:`make_bundle` writes it when they are)."""
+        entry = self._entry(session)
+        if entry is None:
+            return {self.session: session}
+        session = dict(session)
+        first = session.pop("first_paint", None) or {}
+        view = [session["target"], session["beta"], session["colormap"]]
+        drawn = None
+        if first.get("view") == view and session.get("role_maps"):
+            drawn = {self.overlay: first["overlay"], self.heatmap: first["heatmap"],
+                     self.base_map: session["role_maps"][0], self.scissors_map: session["role_maps"][1]}
+        began = time.perf_counter()
         with explaining():
-            yield self._draw(
-                entry, first[self.session], everything=True, cached=cached, passes_before=passes_before,
-                started=started, explanation_seconds=explanation_seconds, drawn=first,
-                first_paint_seconds=first_paint_seconds,
+            return self._draw(
+                entry, session, everything=True, cached=first.get("cached", True),
+                passes_before=forward_images() - first.get("passes", 0),  # both steps' passes
+                started=began - first.get("seconds", 0.0),  # both steps' server time, not the gap between
+                explanation_seconds=first.get("explanation_seconds", 0.0), drawn=drawn,
+                first_paint_seconds=first.get("seconds"), bundle=bundle,
             )
+
+    def page_rest(self, session: Session, details_open: bool) -> dict[Any, Any]:
+        """Step 2 as the page runs it: only the outputs step 1 did not send (β, the class and the
+        maps in view may have moved since; step 1 and /reweight own them)."""
+        out = self.explain_rest(session, bundle=bool(details_open))
+        wanted = set(self.rest_outputs())
+        return {component: value for component, value in out.items() if component in wanted}
+
+    def details_opened(self, session: Session) -> dict[Any, Any]:
+        """The details opened: the zip of the explanation on screen (:meth:`make_bundle`), and with
+        every later explanation while they stay open."""
+        return {**self.make_bundle(session), self.details_open: True}
+
+    def make_bundle(self, session: Session) -> dict[Any, Any]:
+        """The zip of every file of the explanation on screen, written when the details (where it is
+        offered) are opened; nothing to do when it was written already or nothing is explained."""
+        later = (session or {}).get("bundle")
+        if not later:
+            return {self.downloads: gr.update()}
+        overlay, array = later["files"][0], later["files"][2]
+        path = files.write_bundle(Path(later["path"]), later["files"], later["summary"])
+        return {self.downloads: [path, overlay, array], self.session: {**session, "bundle": None}}
 
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
         """/reweight: eq. 22 again with another β from the cached maps; no forward pass. Before
@@ -494,21 +586,31 @@ class ExplainTab:
     def example_in_stages(self, label: str) -> Iterator[dict[Any, Any]]:
         """An example button: its image, the default settings, and the finished explanation (from
         the cache once warmed up), in the two messages of :meth:`explain_in_stages`."""
+        path, chosen = self._example(label)
+        for message in self.explain_in_stages(default_settings(path)):
+            yield {**message, **chosen}
+
+    def example_first(self, label: str) -> dict[Any, Any]:
+        """An example button on the page, step 1 (step 2 is Explain's): its image, the default
+        settings and what is in view."""
+        path, chosen = self._example(label)
+        return {**self.explain_first(default_settings(path)), **chosen}
+
+    def _example(self, label: str) -> tuple[str, dict[Any, Any]]:
+        """An example's file and the inputs it sets (the default settings)."""
         if label not in EXAMPLES:
             raise gr.Error(say("explain.unknown_example", label=repr(label)))
         path = str(ASSETS / EXAMPLES[label])
         c, preset = self.controls, PRESETS[DEFAULT_PRESET]
-        chosen = {
+        return path, {
             c.image: path, c.model: c.spec.name, c.layer: c.spec.default_layer, c.preset: DEFAULT_PRESET,
             c.q: DEFAULT_Q, c.beta: DEFAULT_BETA, c.clustering: preset.get("clustering", "kmeans"),
             c.colormap: render.DEFAULT_CMAP,
         }
-        for message in self.explain_in_stages(default_settings(path)):
-            yield {**message, **chosen}
 
     def _example_handler(self, label: str) -> Any:
-        def handler() -> Iterator[dict[Any, Any]]:
-            yield from self.example_in_stages(label)
+        def handler() -> dict[Any, Any]:
+            return self.example_first(label)
 
         return handler
 
@@ -521,16 +623,39 @@ class ExplainTab:
         # The listeners exactly as Gradio calls them (the tests call these too).
         self.on_explain = user_errors(takes_settings()(self.explain))
         self.on_explain_in_stages = user_errors(takes_settings()(self.explain_in_stages))
+        self.on_explain_first = user_errors(takes_settings()(self.explain_first))
+        self.on_page_rest = user_errors(self.page_rest)
         self.on_reweight = user_errors(self.reweight)
         self.on_recolor = user_errors(self.recolor)
         self.on_retarget = user_errors(self.retarget)
         self.on_two_classes = user_errors(self.two_classes)
         heading = {"fn": self.heading, "inputs": [self.session], "outputs": [self.heatmap], "api_visibility": "private",
                    "queue": False}
-        c.explain.click(
-            self.on_explain_in_stages, c.settings(), self.explain_outputs(), api_name="explain",
-            show_progress_on=[self.overlay], **network,
-        ).success(None, js=SCROLL_TO_RESULT).success(**heading)
+        # The page's Explain in two chained events on the explain lane: step 1 (what is in view),
+        # then, once its heatmap is on screen, step 2 (the rest). Gradio's queue is first come,
+        # first served: in a class, everyone's step 1 queued before a step 2 goes first.
+        first_steps = [c.explain.click(
+            self.on_explain_first, c.settings(), self.first_outputs(), api_name="explain_first",
+            api_visibility="undocumented", show_progress_on=[self.overlay], **network,
+        )]
+        example_outputs = [*self.first_outputs(), c.image, c.model, c.layer, c.preset, c.q, c.beta, c.clustering, c.colormap]
+        for label, button in self.example_buttons.items():
+            first_steps.append(button.click(
+                user_errors(self._example_handler(label)), None, example_outputs,
+                api_visibility="private", show_progress_on=[self.overlay], **network,
+            ))
+        for step in first_steps:
+            step.success(**heading)
+            step.success(None, js=SCROLL_THEN_WAIT_FOR_PAINT).success(
+                self.on_page_rest, [self.session, self.details_open], self.rest_outputs(), api_name="explain_rest",
+                api_visibility="undocumented", show_progress_on=[self.clusters, self.masked], **network,
+            )
+        self.api_explain.click(
+            self.on_explain_in_stages, c.settings(), self.explain_outputs(), api_name="explain", **network,
+        )
+        self.details.expand(self.details_opened, [self.session], [self.downloads, self.session, self.details_open],
+                            api_visibility="private", queue=False)
+        self.details.collapse(lambda: False, None, self.details_open, api_visibility="private", queue=False)
         c.beta.input(self.on_reweight, [c.beta, self.session], self.redraw_outputs(), api_name="reweight", **redraw)
         c.colormap.input(self.on_recolor, [c.colormap, self.session], self.redraw_outputs(),
                          api_visibility="private", **redraw)
@@ -540,12 +665,6 @@ class ExplainTab:
             self.on_two_classes, [self.class_a, self.class_b, self.session], [self.overlay_a, self.overlay_b],
             api_visibility="private", **redraw,
         )
-        example_outputs = [*self.explain_outputs(), c.image, c.model, c.layer, c.preset, c.q, c.beta, c.clustering, c.colormap]
-        for label, button in self.example_buttons.items():
-            button.click(
-                user_errors(self._example_handler(label)), None, example_outputs,
-                api_visibility="private", **network,
-            ).success(None, js=SCROLL_TO_RESULT).success(**heading)
         c.model.change(self.class_choices, [c.model], [self.class_a, self.class_b], api_visibility="private", queue=False)
         cleared = self.cleared_outputs()
         c.image.upload(self.cleared, None, cleared, api_visibility="private", queue=False)
