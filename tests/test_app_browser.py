@@ -154,11 +154,14 @@ def test_after_explain_the_heatmap_beta_and_class_are_in_view_together(browser, 
     page.close()
 
 
-def test_the_zip_is_written_when_the_details_are_opened(browser, server_url):
-    """Opening the details writes the zip (Explain sends none: tested on the handlers); while
+def test_the_heading_follows_and_the_zip_is_written_when_the_details_are_opened(browser, server_url):
+    """The heatmap's heading names eq. 22 once step 1 is painted. Opening the details writes the zip (Explain sends none: tested on the handlers); while
     they stay open, the next explanation comes with its own."""
     page = open_page(browser, server_url, PROJECTOR)
     explain_upload(page, "coffee.jpg", DEFAULT_Q)
+    # the heading step (after the heatmap is painted) names the formula the explanation computed
+    page.wait_for_function("() => (document.querySelector('#heatmap [data-testid=block-label]')?.textContent ?? '')"
+                           ".includes('(eq. 22)')", timeout=20_000)
     downloads = "() => [...document.querySelectorAll('#downloads td.filename')].map(cell => cell.getAttribute('aria-label'))"
     page.locator("#details button").first.click()
     page.wait_for_function(f"() => ({downloads})().some(name => name.endsWith('.zip'))", timeout=20_000)

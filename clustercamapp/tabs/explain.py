@@ -214,7 +214,7 @@ class ExplainTab:
         self.session = gr.State(None, time_to_live=SESSION_TTL)
         self.details_open = gr.State(False)  # whether the zip is wanted with the next explanation
         # /explain for API callers: the whole answer in one call (the page's button runs two steps)
-        self.api_explain = gr.Button(visible=False, elem_id="explain-api")
+        self.api_explain = gr.Button(T("controls.explain"), visible=False, elem_id="explain-api")
         with c.examples_slot:
             gr.Markdown(T("explain.examples"), elem_classes=["group-title"])
             with gr.Row(elem_id="example-buttons"):
@@ -645,8 +645,9 @@ class ExplainTab:
                 api_visibility="private", show_progress_on=[self.overlay], **network,
             ))
         for step in first_steps:
-            step.success(**heading)
-            step.success(None, js=SCROLL_THEN_WAIT_FOR_PAINT).success(
+            painted = step.success(None, js=SCROLL_THEN_WAIT_FOR_PAINT)
+            painted.success(**heading)  # rebuilds the heatmap's config for the session: after the paint
+            painted.success(
                 self.on_page_rest, [self.session, self.details_open], self.rest_outputs(), api_name="explain_rest",
                 api_visibility="undocumented", show_progress_on=[self.clusters, self.masked], **network,
             )
