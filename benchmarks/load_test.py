@@ -548,7 +548,8 @@ def main() -> int:
         if args.sequential:
             sequential = run_sequential(url, images, args.sequential)
             print(f"one client, {args.sequential} different photographs in turn: {sequential.successes}/"
-                  f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s; {sequential.split_line()}",
+                  f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s (the heatmap in view: "
+                  f"{sequential.percentile(0.5, first=True):.2f} s); {sequential.split_line()}",
                   *(f"error: {error}" for error in sequential.errors[:3]), sep="\n", flush=True)
         if args.mixed:
             mixed = run_mixed(url, pid, heavy=args.heavy, explainers=args.clients, calls=args.calls,
