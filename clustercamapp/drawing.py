@@ -10,6 +10,7 @@ table of strings (:mod:`clustercamapp.i18n`) in the language the caller passes (
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -165,20 +166,22 @@ def overlay_alt(spec: ModelSpec, one: ClusterExplanation, language: str = DEFAUL
                where=where(one.heatmap, language))
 
 
-def beta_note(result: ClusterCAMResult, language: str = DEFAULT_LANGUAGE) -> str:
+def beta_note(result: ClusterCAMResult, language: str = DEFAULT_LANGUAGE,
+              effect: Callable[[], float] | None = None) -> str:
     """A sentence under the β slider when β's effect needs explaining, else ``""``.
 
     β = 0 keeps only "minus the scissors", which the output scaling clips to nothing: the map is
     blank. Under a combination where β barely acts on this explanation (the heatmap at β = 0.5
     within :data:`~clustercam.methods.cluster.INERT_BETA` of β = 1's, e.g. the gated variant),
     say so and name the formula, so that a still picture is not mistaken for a broken slider.
+    ``effect``: gives β's effect for this explanation (e.g. memoised); by default it is computed.
     """
     one = result[0]
     if float(one.heatmap.max()) <= 0:
         return say("drawing.beta_zero" if one.beta == 0 else "drawing.empty", language)
-    effect = float(result.beta_effect()[0])
-    if effect < INERT_BETA:
-        return say("drawing.beta_barely", language, effect=100 * effect, formula=result.cognition.formula)
+    acts = effect() if effect is not None else float(result.beta_effect()[0])
+    if acts < INERT_BETA:
+        return say("drawing.beta_barely", language, effect=100 * acts, formula=result.cognition.formula)
     return ""
 
 
@@ -281,13 +284,14 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
                 kept: dict[float, float] | None = None) -> Pictures:
     """Draw ``parts`` of ``view`` of a cached explanation (``clustercamapp.engine.CachedExplanation``):
     a pure function of the explanation, the view and the kept confidences (no file, no Gradio, no
-    network). The heatmaps are the library's (``result.retarget(c).reweight(β)``)."""
+    network; β's effect for the note is memoised on the explanation, :meth:`~clustercamapp.engine.CachedExplanation.beta_effect`).
+    The heatmaps are the library's (``result.retarget(c).reweight(β)``)."""
     unknown = set(parts) - PARTS
     if unknown:
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}.")
     result = view_result(entry.explained.result, view.target, view.beta)
     one, spec, cmap, language = result[0], entry.spec, view.colormap, view.language
-    pictures = Pictures(result=result, beta_note=beta_note(result, language))
+    pictures = Pictures(result=result, beta_note=beta_note(result, language, lambda: entry.beta_effect(int(one.target))))
     if "maps" in parts:
         shown = render.resize_heatmap(one.heatmap, entry.display.size)
         pictures.overlay = render.overlay(entry.display, shown, cmap=cmap)

@@ -305,6 +305,7 @@ class CachedExplanation:
         compute_seconds: wall time of the network work.
         options: the Cluster-CAM options it was explained with.
         kept: the class kept on the masked image, per (class, β) (:meth:`kept_confidence`).
+        effects: how much β acts, per class (:meth:`beta_effect`).
     Every tensor in it is on the CPU (the cache never holds device memory, and a ZeroGPU task
     returns it from another process).
     """
@@ -318,11 +319,25 @@ class CachedExplanation:
     compute_seconds: float
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     kept: dict[tuple[int, float], float] = dataclasses.field(default_factory=dict)
+    effects: dict[int, float] = dataclasses.field(default_factory=dict)
     _measuring: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def spec(self) -> ModelSpec:
         return self.explained.spec
+
+    def beta_effect(self, target: int) -> float:
+        """How much β acts on this explanation of class ``target``
+        (:meth:`~clustercam.methods.cluster.ClusterCAMResult.beta_effect`: the heatmap at β = 0.5
+        against β = 1), memoised per class: it does not depend on the β shown, so a β move
+        does not compute it again (two recombinations, ~9 ms here)."""
+        effect = self.effects.get(target)
+        if effect is None:
+            result = self.explained.result
+            if int(result.targets[0]) != target:
+                result = result.retarget(target)
+            effect = self.effects[target] = float(result.beta_effect()[0])
+        return effect
 
     def kept_confidence(self, target: int, betas: tuple[float, ...] | list[float]) -> dict[float, float]:
         """``{β: p(target | X ∘ H(β))}``: the network's probability of ``target`` on the input

@@ -362,6 +362,28 @@ def test_step_two_draws_the_beta_moved_while_step_one_was_on_its_way(tab):
     assert rest[tab.downloads][0] != first[tab.overlay]  # step 1's picture (β 0.7) not reused
 
 
+def test_betas_effect_is_computed_once_per_class_not_per_beta_move(tab, monkeypatch):
+    """β's note needs how much β acts (two recombinations): once per explanation and class,
+    not again for step 2 or any β move; the note is the one computed afresh."""
+    from clustercam.methods.cluster import ClusterCAMResult
+    from clustercamapp import drawing
+
+    calls, original = [], ClusterCAMResult.beta_effect
+    monkeypatch.setattr(ClusterCAMResult, "beta_effect", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    session = tab.on_explain(*values(image=PAIR, preset="gated", seed=8181))[tab.session]  # β barely acts: a note
+    assert len(calls) == 1
+    for beta in (0.2, 0.5, 0.9):
+        moved = tab.on_reweight(beta, session)
+        session = moved[tab.session]
+    assert len(calls) == 1
+    entry = engine.RESULTS.get(session["key"])
+    fresh = drawing.beta_note(drawing.view_result(entry.explained.result, None, 0.9))
+    assert moved[tab.beta_note] == fresh != "" and len(calls) == 2
+    other = 967 if int(entry.explained.result.targets[0]) != 967 else 285  # espresso, else Egyptian cat
+    tab.on_retarget(str(other), session)  # another class: its own effect
+    assert len(calls) == 3
+
+
 def test_render_view_is_a_pure_function_of_the_explanation_and_the_view(tab):
     from clustercamapp import drawing
 
