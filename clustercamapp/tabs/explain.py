@@ -357,7 +357,8 @@ class ExplainTab:
                 later = None
             else:  # written by make_bundle when the details are opened
                 downloads = [overlay, array]
-                later = {"path": str(folder / f"{stem}.zip"), "files": every_file, "summary": copy.deepcopy(data)}
+                later = {"path": str(folder / f"{stem}.zip"), "files": every_file, "summary": copy.deepcopy(data),
+                         "beside": downloads}
             # this request's server time, split: the network work (0 from the cache), the drawing
             # and files; Gradio's serialisation follows the return (the load test measures it)
             data["request"].update(
@@ -503,9 +504,8 @@ class ExplainTab:
         later = (session or {}).get("bundle")
         if not later:
             return {self.downloads: gr.update()}
-        overlay, array = later["files"][0], later["files"][2]
         path = files.write_bundle(Path(later["path"]), later["files"], later["summary"])
-        return {self.downloads: [path, overlay, array], self.session: {**session, "bundle": None}}
+        return {self.downloads: [path, *later["beside"]], self.session: {**session, "bundle": None}}
 
     def reweight(self, beta: float, session: Session) -> dict[Any, Any]:
         """/reweight: eq. 22 again with another β from the cached maps; no forward pass. Before
