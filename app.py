@@ -26,37 +26,39 @@ states its cost before it runs and is refused above the server's budget (README,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Before torch is first imported (by clustercam, below): inductor keeps compiled graphs in
-# clustercam's cache folder (torch fixes the folder on import), and compiles in the compiling
-# thread itself, which runs at the lowest CPU priority (no pool of worker processes at full priority).
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "clustercam" / "inductor"))
-os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-
+# isort: off
+# clustercam before torch: importing it points inductor's cache at clustercam's folder (torch fixes
+# the folder when it is first imported; clustercam.environment.point_inductor_cache)
+import clustercam  # noqa: F401
 import gradio as gr
 import torch
 
+# isort: on
+
+from clustercam import environment
 from clustercam.zoo import DEFAULT_MODEL, available_models
 from clustercamapp import engine, lanes, style
 from clustercamapp.controls import Controls, build_controls
-from clustercamapp.engine import NETWORK_CONCURRENCY, QUEUE_SIZE, get_model
+from clustercamapp.engine import RUNTIME, get_model
 from clustercamapp.i18n import I18N, REMEMBER_LANGUAGE, T
 from clustercamapp.memory import tune_allocator
-from clustercamapp.scripts import ACCESSIBLE_GALLERIES
+from clustercamapp.scripts import ACCESSIBLE_GALLERIES, EXPLAIN_SHARED_LINK
 from clustercamapp.tabs.compare import CompareTab
-from clustercamapp.tabs.explain import EXPLAIN_SHARED_LINK, ExplainTab, warm_examples
+from clustercamapp.tabs.explain import ExplainTab, warm_examples
 from clustercamapp.tabs.learn import LearnTab
 from clustercamapp.tabs.sweeps import SweepsTab
 from clustercamapp.tabs.walkthrough import WalkthroughTab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-MAX_FILE_SIZE = os.environ.get("CLUSTERCAM_APP_MAX_FILE_SIZE", "20mb")
+MAX_FILE_SIZE: str = environment.read("CLUSTERCAM_APP_MAX_FILE_SIZE")
 #: Browser and API sessions whose state the server keeps (the oldest go first).
-SESSION_CAPACITY = int(os.environ.get("CLUSTERCAM_APP_SESSIONS", 200))
+SESSION_CAPACITY: int = environment.read("CLUSTERCAM_APP_SESSIONS")
+#: Requests Gradio queues before refusing more.
+QUEUE_SIZE: int = environment.read("CLUSTERCAM_APP_QUEUE_SIZE")
 
 
 @dataclass
@@ -123,7 +125,7 @@ def build_page() -> Page:
         demo.load(None, js=REMEMBER_LANGUAGE)
         gr.api(lanes_status, api_name="lanes")
         gr.api(server_status, api_name="status")
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=NETWORK_CONCURRENCY)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=RUNTIME.concurrency)
     return Page(demo, controls, explain, compare, sweeps, learn, walk)
 
 
@@ -140,7 +142,7 @@ demo = page.demo
 if __name__ == "__main__":
     warm_examples()  # the example buttons answer from the cache
     demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        server_name=environment.read("GRADIO_SERVER_NAME"),
+        server_port=environment.read("GRADIO_SERVER_PORT"),
         **launch_options(),
     )

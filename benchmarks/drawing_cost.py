@@ -2,7 +2,7 @@
 
 Explains each example photograph once in this process (the app's own handler, eager, so the
 explanation is then cached), then times, over ``--repeats`` runs each, the two messages of
-``ExplainTab.explain_in_stages`` served from the cache: the first (what is in view after Explain:
+``ExplainTab.explain`` (/explain) served from the cache: the first (what is in view after Explain:
 the heatmap over the image, β's note, the class choice, the base and scissors maps) and the
 second (the tiles, masked images, chart, table, the β curve (memoised), summary, ``.npy`` and
 zip), and a β redraw (``/reweight``). Then the galleries' tile encoders side by side on the same tiles: PNG (compression 1),
@@ -51,10 +51,10 @@ def main() -> None:
     first, second, redraws, tiles = [], [], [], []
     for name in EXAMPLES.values():
         settings = Settings.parse(image=str(ROOT / "assets" / name))
-        *_, last = tab.explain_in_stages(settings)  # the explanation, now cached
+        *_, last = tab.explain(settings)  # the explanation, now cached
         for _ in range(args.repeats):
             began = time.perf_counter()
-            messages = tab.explain_in_stages(settings)
+            messages = tab.explain(settings)
             next(messages)
             middle = time.perf_counter()
             next(messages)
@@ -65,7 +65,7 @@ def main() -> None:
             began = time.perf_counter()
             session = tab.on_reweight((0.3, 0.5, 0.7)[index % 3], session)[tab.session]
             redraws.append(time.perf_counter() - began)
-        entry = RESULTS.get(last[tab.session]["key"])
+        entry = RESULTS.get(last[tab.session].key)
         one = entry.explained.result[0]
         tiles += [picture for picture, _ in drawing.masked_tiles(one, entry.thumbnail, entry.explained.baseline_color)]
         tiles += [picture for picture, _ in drawing.cluster_tiles(one, entry.thumbnail.size)]

@@ -7,12 +7,11 @@
 >>> result[0].heatmap.shape, result[0].base_index, result[0].scissors_index
 """
 
-import os as _os
-from pathlib import Path as _Path
+from . import environment as _environment
 
 # Inductor fixes its cache folder when torch is first imported: point it at clustercam's own
-# folder first (clustercam.network.configure_cache, which needs torch, does the same).
-_os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_Path.home() / ".cache" / "clustercam" / "inductor"))
+# folder first (the one place this default is set).
+_environment.point_inductor_cache()
 
 from .clustering import kmeans, spectral_clustering
 from .hooks import LayerCapture

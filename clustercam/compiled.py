@@ -33,13 +33,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-#: Where compiled packages are kept unless ``CLUSTERCAM_COMPILE_DIR`` says otherwise (inductor's
-#: own artefacts follow ``TORCHINDUCTOR_CACHE_DIR``).
-DEFAULT_DIR = Path.home() / ".cache" / "clustercam"
+from . import environment
+
 #: Largest batch a package accepts (larger batches run eagerly).
 MAX_BATCH = 4096
 #: CPU priority (nice) of the building process: it yields the cores to requests.
-BUILD_NICE = int(os.environ.get("CLUSTERCAM_COMPILE_NICE", 19))
+BUILD_NICE = environment.read("CLUSTERCAM_COMPILE_NICE")
 
 
 class CompileError(RuntimeError):
@@ -47,7 +46,7 @@ class CompileError(RuntimeError):
 
 
 def package_folder() -> Path:
-    return Path(os.environ.get("CLUSTERCAM_COMPILE_DIR", str(DEFAULT_DIR))) / "aoti"
+    return environment.read("CLUSTERCAM_COMPILE_DIR") / "aoti"
 
 
 Shape = tuple[int, int]
@@ -100,9 +99,9 @@ def build(model: nn.Module, layer: str, shape: int | Shape, channels_last: bool,
         height, width = as_shape(shape)
         command = [sys.executable, "-m", "clustercam.compiled", str(pickled), layer, f"{height}x{width}",
                    "1" if channels_last else "0", str(out)]
-        environment = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", "1")}
+        variables = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": str(environment.read("TORCHINDUCTOR_COMPILE_THREADS"))}
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment,
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=variables,
                                   preexec_fn=_lower_priority if os.name == "posix" else None)
         except subprocess.TimeoutExpired as error:
             raise CompileError(f"building the compiled graph took more than {timeout:.0f} s") from error

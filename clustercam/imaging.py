@@ -17,8 +17,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import environment
+
 #: Largest image accepted, in pixels (width × height); ``CLUSTERCAM_MAX_PIXELS`` overrides it.
-DEFAULT_MAX_PIXELS = int(os.environ.get("CLUSTERCAM_MAX_PIXELS", 40_000_000))
+DEFAULT_MAX_PIXELS = environment.read("CLUSTERCAM_MAX_PIXELS")
 #: Widest aspect ratio kept when resizing for a network; wider images are squeezed to it.
 DEFAULT_MAX_ASPECT = 3.0
 

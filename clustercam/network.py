@@ -1,5 +1,6 @@
 """Running the network fast without changing what it computes: channels-last, inference mode, and
-``torch.compile`` where a compiler is available, with the plain eager model as the fallback.
+compiled graphs (AOTInductor packages, :mod:`clustercam.compiled`) where a C++ compiler is
+available, with the plain eager model as the fallback.
 
 Every forward pass a method makes goes through a :class:`Network`:
 
@@ -51,6 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import environment
 from .compiled import MAX_BATCH, CompileError, Shape, as_shape, build, load, package_path
 
 log = logging.getLogger(__name__)
@@ -59,25 +61,16 @@ log = logging.getLogger(__name__)
 #: interpreter's lock for its whole run, so a batch runs in chunks of this many and the server's
 #: other threads (its event loop, the files a page is fetching) get their turn between two (~50 ms
 #: on 2 cores); four-image chunks were also faster than one batch of 12 (153-167 ms against 200-274).
-COMPILED_CHUNK = max(1, int(os.environ.get("CLUSTERCAM_COMPILED_CHUNK", 4)))
+COMPILED_CHUNK = environment.read("CLUSTERCAM_COMPILED_CHUNK")
 #: Largest difference of logits between a compiled graph and the eager model that is accepted.
 TOLERANCE = 1e-3
-#: Where compiled artefacts are kept unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise.
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "clustercam" / "inductor"
 _counter = threading.local()
 
 
-def configure_cache() -> str:
-    """Point inductor's cache at :data:`DEFAULT_CACHE_DIR` unless ``TORCHINDUCTOR_CACHE_DIR`` is
-    set. Must run before torch is first imported (torch fixes the folder then); the package does
-    it on import. Returns the folder in use."""
-    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DEFAULT_CACHE_DIR))
-
-
-def cache_dir() -> Path | None:
-    """The folder inductor writes its artefacts to, when one is set."""
-    folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    return Path(folder) if folder else None
+def cache_dir() -> Path:
+    """The folder inductor writes its artefacts to (``TORCHINDUCTOR_CACHE_DIR``, which
+    ``import clustercam`` points at clustercam's own folder unless it is set)."""
+    return environment.read("TORCHINDUCTOR_CACHE_DIR")
 
 
 def forward_images() -> int:
@@ -105,17 +98,16 @@ def compile_wanted() -> bool:
     """Whether compilation is allowed: ``CLUSTERCAM_COMPILE`` (default on), and never on a ZeroGPU
     Space (``SPACES_ZERO_GPU``: its GPU is attached per call, in a forked worker; it does not
     support compiled graphs)."""
-    if os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"):
-        return False
-    return os.environ.get("CLUSTERCAM_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return not environment.on_zero_gpu() and environment.read("CLUSTERCAM_COMPILE")
 
 
 def channels_last_wanted() -> bool:
-    return os.environ.get("CLUSTERCAM_CHANNELS_LAST", "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether the network runs in the channels-last layout (``CLUSTERCAM_CHANNELS_LAST``, default on)."""
+    return environment.read("CLUSTERCAM_CHANNELS_LAST")
 
 
 def compiler_available() -> bool:
-    """``torch.compile`` can run here: inductor needs a C++ compiler on the CPU."""
+    """A compiled graph can be built here: AOTInductor needs a C++ compiler on the CPU."""
     if not hasattr(torch, "compile"):
         return False
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))

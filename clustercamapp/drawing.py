@@ -256,9 +256,10 @@ class View:
 
 
 #: The parts a view can draw: ``maps`` (the heatmap over the image, and alone), ``roles`` (the base
-#: and scissors maps), ``details`` (tiles, masked images, score chart and table, top-5 choices) and
-#: ``curve`` (the β trade-off, chart and words; needs the kept confidences).
-PARTS = frozenset({"maps", "roles", "details", "curve"})
+#: and scissors maps), ``note`` (the sentence under β), ``top5`` (the top-5 as class choices),
+#: ``details`` (tiles, masked images, score chart and table) and ``curve`` (the β trade-off, chart
+#: and words; needs the kept confidences).
+PARTS = frozenset({"maps", "roles", "note", "top5", "details", "curve"})
 
 
 @dataclasses.dataclass
@@ -266,7 +267,7 @@ class Pictures:
     """A view drawn: pictures (PIL) and texts, None for the parts not asked for."""
 
     result: ClusterCAMResult
-    beta_note: str
+    beta_note: str | None = None
     overlay: Image.Image | None = None
     heatmap: Image.Image | None = None
     base_map: Image.Image | None = None
@@ -291,7 +292,9 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}.")
     result = view_result(entry.explained.result, view.target, view.beta)
     one, spec, cmap, language = result[0], entry.spec, view.colormap, view.language
-    pictures = Pictures(result=result, beta_note=beta_note(result, language, lambda: entry.beta_effect(int(one.target))))
+    pictures = Pictures(result=result)
+    if "note" in parts:
+        pictures.beta_note = beta_note(result, language, lambda: entry.beta_effect(int(one.target)))
     if "maps" in parts:
         shown = render.resize_heatmap(one.heatmap, entry.display.size)
         pictures.overlay = render.overlay(entry.display, shown, cmap=cmap)
@@ -303,6 +306,7 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
         pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color, language)
         pictures.scores_chart = scores_chart(spec, one)
         pictures.scores_table = scores_table(spec, one, language)
+    if "top5" in parts:
         pictures.top5 = top5_choices(spec, one)
     if "curve" in parts:
         if kept is None:

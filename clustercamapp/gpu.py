@@ -5,7 +5,7 @@ On ZeroGPU (``SPACES_ZERO_GPU=true``, set by Hugging Face) a GPU is attached onl
 function decorated with ``spaces.GPU`` runs, and it runs in a *forked worker process*: its
 arguments and its return value are pickled between the processes, and nothing it changes in the
 worker (a cache, a counter) reaches the server. So the network work is done by pure functions
-(:func:`clustercamapp.engine.compute_explanation`, :func:`~clustercamapp.engine.measure_kept`, the
+(:func:`clustercamapp.engine.tasks.compute_explanation`, :func:`~clustercamapp.engine.tasks.measure_kept`, the
 studies) that take plain values and return data on the CPU, and the server keeps the caches.
 Everywhere else :func:`gpu_task` returns the function unchanged and it runs in-process.
 
@@ -17,21 +17,22 @@ passes (the same counts the study lane budgets with, :mod:`clustercamapp.lanes`)
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from clustercam import environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Whether this server runs on a ZeroGPU Space.
-ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+ON_ZERO_GPU = environment.on_zero_gpu()
 #: Seconds one image takes through the network on a ZeroGPU slice, generously (EfficientNet-Lite0
 #: at 224², batched: a few milliseconds).
-SECONDS_PER_PASS = float(os.environ.get("CLUSTERCAM_APP_GPU_SECONDS_PER_PASS", 0.01))
+SECONDS_PER_PASS: float = environment.read("CLUSTERCAM_APP_GPU_SECONDS_PER_PASS")
 #: Seconds every task needs besides its passes (the worker attaching the GPU, moving the model).
-OVERHEAD_SECONDS = float(os.environ.get("CLUSTERCAM_APP_GPU_OVERHEAD", 5))
+OVERHEAD_SECONDS: float = environment.read("CLUSTERCAM_APP_GPU_OVERHEAD")
 #: The longest a task may declare (ZeroGPU's own default is 60 s).
-MAX_SECONDS = int(os.environ.get("CLUSTERCAM_APP_GPU_MAX_SECONDS", 120))
+MAX_SECONDS: int = environment.read("CLUSTERCAM_APP_GPU_MAX_SECONDS")
 
 
 def duration_for(passes: int) -> int:

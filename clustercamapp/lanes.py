@@ -41,12 +41,13 @@ from typing import TypeVar
 
 import torch
 
+from clustercam import environment
 from clustercam.methods import METHODS
 from clustercam.network import before_each_pass
 from clustercam.zoo import ModelSpec
 
 from .common import UserError
-from .engine import NETWORK_CONCURRENCY, get_model, model_lock
+from .engine import RUNTIME, get_model, model_lock
 from .gpu import ON_ZERO_GPU, passes_within
 from .i18n import DEFAULT_LANGUAGE, say
 from .memory import release_free_memory
@@ -55,39 +56,30 @@ ON_GPU = torch.cuda.is_available()
 T = TypeVar("T")
 
 
-def _setting(name: str, default: int | None) -> int | None:
-    """An integer environment setting; empty or unset: ``default``."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError as error:
-        raise SystemExit(f"{name} must be a whole number; got {value!r}.") from error
-
-
 #: Studies running at once (each on the study copy of its model).
-STUDY_CONCURRENCY = max(1, _setting("CLUSTERCAM_APP_STUDY_CONCURRENCY", 2 if ON_GPU else 1))
+STUDY_CONCURRENCY = environment.read("CLUSTERCAM_APP_STUDY_CONCURRENCY", 2 if ON_GPU else 1)
 #: Studies that may wait for a running one to finish; more are refused as "busy".
-STUDY_WAITING = max(0, _setting("CLUSTERCAM_APP_STUDY_WAITING", 4))
+STUDY_WAITING = environment.read("CLUSTERCAM_APP_STUDY_WAITING")
 #: torch threads of a study (0: torch's default, every core).
-STUDY_THREADS = _setting("CLUSTERCAM_APP_STUDY_THREADS", 0 if ON_GPU else 1) or None
+STUDY_THREADS = environment.read("CLUSTERCAM_APP_STUDY_THREADS", 0 if ON_GPU else 1) or None
 #: Images per masked/ablated pass of a study: smaller batches keep a study's memory peak low
 #: and let it stop sooner (it is checked between batches); a CPU is no faster at 64.
-STUDY_BATCH = max(1, _setting("CLUSTERCAM_APP_STUDY_BATCH", 64 if ON_GPU else 16))
+STUDY_BATCH = environment.read("CLUSTERCAM_APP_STUDY_BATCH", 64 if ON_GPU else 16)
 #: Nice value of the study worker threads (Linux; 0 leaves their priority alone).
-STUDY_NICE = max(0, min(19, _setting("CLUSTERCAM_APP_STUDY_NICE", 0 if ON_GPU else 19)))
+STUDY_NICE = environment.read("CLUSTERCAM_APP_STUDY_NICE", 0 if ON_GPU else 19)
 #: Network passes (forward + backward, images) one study request may cost.
-STUDY_BUDGET = max(1, _setting("CLUSTERCAM_APP_STUDY_BUDGET", passes_within() if ON_ZERO_GPU else 50_000 if ON_GPU else 400))
+STUDY_BUDGET = environment.read("CLUSTERCAM_APP_STUDY_BUDGET", passes_within() if ON_ZERO_GPU else 50_000 if ON_GPU else 400)
 #: Network passes one session's studies may cost within :data:`SESSION_WINDOW` seconds.
-SESSION_BUDGET = max(1, _setting("CLUSTERCAM_APP_SESSION_BUDGET", 10 * STUDY_BUDGET))
+SESSION_BUDGET = environment.read("CLUSTERCAM_APP_SESSION_BUDGET", 10 * STUDY_BUDGET)
 SESSION_WINDOW = 3600.0
 #: Seconds between two looks at a waiting study's client.
 POLL_SECONDS = 0.25
 
 #: Gradio keyword arguments of the two lanes' events. The study lane lets its waiting studies
 #: into their handlers (where :class:`StudyGate` admits, replaces and refuses them).
-EXPLAIN_LANE = {"concurrency_id": "explain", "concurrency_limit": NETWORK_CONCURRENCY}
+EXPLAIN_LANE = {"concurrency_id": "explain", "concurrency_limit": RUNTIME.concurrency}
+#: Redraws (β, the colormap, the class) served at once: no network work but the β curve's pass.
+REDRAW_CONCURRENCY = 8
 STUDY_LANE = {"concurrency_id": "study", "concurrency_limit": STUDY_CONCURRENCY + STUDY_WAITING}
 
 #: Why a study stopped, in English (the request's language is said when it stops).
@@ -283,7 +275,7 @@ class StudyGate:
                 "waiting_limit": self.waiting_limit, "request_budget": self.request_budget,
                 "session_budget": self.session_budget, "session_window_s": self.window,
                 "stopped": self.stopped, "study_threads": STUDY_THREADS or torch.get_num_threads(), "study_nice": STUDY_NICE, "study_batch": STUDY_BATCH,
-                "explain_concurrency": NETWORK_CONCURRENCY,
+                "explain_concurrency": RUNTIME.concurrency,
             }
 
 

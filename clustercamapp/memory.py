@@ -33,6 +33,8 @@ import ctypes.util
 import os
 import sys
 
+from clustercam import environment
+
 # mallopt parameters (glibc <malloc.h>)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -45,7 +47,7 @@ SETTINGS = {
 }
 #: Seconds the explain lane stays quiet before the heap is trimmed (not between a request's two
 #: messages, nor between one visitor's requests in a busy class).
-QUIET_TRIM_SECONDS = float(os.environ.get("CLUSTERCAM_APP_TRIM_AFTER", 2.0))
+QUIET_TRIM_SECONDS: float = environment.read("CLUSTERCAM_APP_TRIM_AFTER")
 
 
 def tune_allocator() -> dict[str, int]:

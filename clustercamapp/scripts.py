@@ -1,4 +1,5 @@
-"""JavaScript the page runs once when it loads (``demo.load(None, js=...)``)."""
+"""JavaScript the page runs: once when it loads (``demo.load(None, js=...)``), or between two
+chained events (``.success(None, js=...)``)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,30 @@ ACCESSIBLE_GALLERIES = """() => {
     subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['aria-label', 'alt'],
   });
   all();
+}"""
+
+#: After step 1 of Explain (or an example), bring the heatmap, β and the class choice into view;
+#: step 2 waits for step 1's heatmap to be on screen (at most 2 s), so that the server's work for
+#: the rest (and other visitors' step 1) never competes with the first paint.
+SCROLL_THEN_WAIT_FOR_PAINT = """async () => {
+  document.getElementById('result-panel')?.scrollIntoView({block: 'start'});
+  const frame = () => new Promise((done) => requestAnimationFrame(() => done()));
+  const deadline = performance.now() + 2000;
+  await frame();
+  for (;;) {
+    const picture = document.querySelector('#overlay img');
+    if ((picture && picture.complete && picture.naturalWidth > 0) || performance.now() > deadline) break;
+    await new Promise((done) => setTimeout(done, 15));
+  }
+  await frame();
+}"""
+
+#: Opening a shared link (``?deep_link=…``) restores the inputs and outputs; this re-runs Explain
+#: on them (served from the server's cache when it still holds it) so that β and the class
+#: respond again.
+EXPLAIN_SHARED_LINK = """() => {
+  if (!new URLSearchParams(window.location.search).has('deep_link')) return;
+  setTimeout(() => {
+    if (document.querySelector('#input-image img')) document.getElementById('explain-btn')?.click();
+  }, 300);
 }"""

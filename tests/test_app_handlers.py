@@ -34,6 +34,7 @@ from clustercamapp import engine
 from clustercamapp.controls import layers
 from clustercamapp.i18n import say
 from clustercamapp.settings import SETTING_NAMES
+from clustercamapp.tabs.explain import ExplainSession
 from clustercamapp.tabs import compare as compare_tab
 from clustercamapp.tabs import learn
 from clustercamapp.tabs import sweeps as sweeps_tab
@@ -153,7 +154,7 @@ def test_explain_returns_every_output(tab, chelsea, spec):
     top5 = out[tab.controls.top5]
     assert isinstance(top5, gr.Radio) and len(top5.choices) == 5 and top5.value == "285"
     assert out[tab.class_a] == "285" and out[tab.class_b] == str(summary["predicted_top5"][1]["index"])
-    assert session["key"] and session["target"] is None and session["beta"] == DEFAULT_BETA
+    assert session.key and session.target is None and session.beta == DEFAULT_BETA
     assert frame_color(out[tab.base_map]) == BASE_COLOR and frame_color(out[tab.scissors_map]) == SCISSORS_COLOR
 
 
@@ -215,7 +216,7 @@ def test_reweight_redraws_without_a_forward_pass(tab, chelsea, spec):
             times.append(time.perf_counter() - started)
     assert set(out) == set(tab.redraw_outputs()) - {tab.base_map, tab.scissors_map}  # β leaves the two maps alone
     assert calls[0] == 0 and out[tab.summary]["request"]["forward_passes"] == 0
-    assert out[tab.summary]["beta"] == 0.3 and out[tab.session]["beta"] == 0.3 and "β = 0.30" in out[tab.summary_md]
+    assert out[tab.summary]["beta"] == 0.3 and out[tab.session].beta == 0.3 and "β = 0.30" in out[tab.summary_md]
     assert np.abs(pixels(out[tab.overlay]) - pixels(chelsea[tab.overlay])).mean() > 1.0  # another β, another map
     assert not np.allclose(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
     print(f"\nreweight server time: median {1000 * statistics.median(times):.1f} ms over {len(times)} calls")
@@ -223,7 +224,7 @@ def test_reweight_redraws_without_a_forward_pass(tab, chelsea, spec):
 
 def test_recolor_changes_colours_not_the_heatmap(tab, chelsea):
     out = tab.on_recolor("jet", chelsea[tab.session])
-    assert out[tab.session]["colormap"] == "jet" and tab.base_map in out  # the two maps change colour too
+    assert out[tab.session].colormap == "jet" and tab.base_map in out  # the two maps change colour too
     assert np.abs(pixels(out[tab.heatmap]) - pixels(image_path(chelsea[tab.heatmap]))).mean() > 10
     assert np.array_equal(np.load(out[tab.downloads][2]), np.load(chelsea[tab.downloads][2]))
     with pytest.raises(gr.Error, match="colormap: expects a colormap name"):
@@ -250,7 +251,7 @@ def test_retarget_swaps_base_and_scissors_on_two_objects(tab, spec):
                 assert framed_in(gallery[shown["scissors_index"]][0], SCISSORS_COLOR)
                 others = set(range(len(gallery))) - {shown["base_index"], shown["scissors_index"]}
                 assert not any(framed_in(gallery[q][0], BASE_COLOR) or framed_in(gallery[q][0], SCISSORS_COLOR) for q in others)
-            assert out[tab.session]["target"] == spec.class_index(name)
+            assert out[tab.session].target == spec.class_index(name)
             assert out[tab.controls.target]["value"] == str(spec.class_index(name))  # the class dropdown follows
     assert calls[0] == len(engine.TRADEOFF_BETAS)  # the one class new to the curve
     (cat_base, cat_scissors, cat_left), (cup_base, cup_scissors, cup_left) = roles["Egyptian cat"], roles["espresso"]
@@ -288,10 +289,11 @@ def test_beta_notes_explain_a_blank_or_still_heatmap(tab):
 
 
 def test_an_example_button_shows_a_finished_explanation_with_the_default_settings(tab, page):
-    out = tab.example("Cat and espresso")
+    out = tab.example("Cat and espresso")  # step 1 (the inputs it sets, what is in view), then Explain's step 2
     c = page.controls
     assert out[c.image].endswith("cat_and_coffee.jpg") and out[c.q] == DEFAULT_Q and out[c.beta] == DEFAULT_BETA
-    assert len(out[tab.clusters]) == DEFAULT_Q and out[tab.session]["key"]
+    rest = tab.on_explain_rest(out[tab.session], False)
+    assert len(rest[tab.clusters]) == DEFAULT_Q and out[tab.session].key
     with pytest.raises(gr.Error):
         tab.example("Unicorn")
 
@@ -326,7 +328,7 @@ def test_the_pages_two_steps_give_what_explain_gives_and_the_zip_when_asked_for(
     with forward_calls(spec.model) as calls:
         first = tab.on_explain_first(*settings)
         assert calls[0] == 1 + 5
-        rest = tab.on_page_rest(first[tab.session], False)
+        rest = tab.on_explain_rest(first[tab.session], False)
         assert calls[0] == 1 + 5 + len(engine.TRADEOFF_BETAS)
     assert set(first) == set(tab.first_outputs()) and set(rest) <= set(tab.rest_outputs())
     assert not set(rest) & (set(tab.first_outputs()) - {tab.session})  # step 2 leaves β's maps alone
@@ -337,16 +339,16 @@ def test_the_pages_two_steps_give_what_explain_gives_and_the_zip_when_asked_for(
     whole = tab.on_explain(*settings)
     np.testing.assert_array_equal(np.load(npy), np.load(whole[tab.downloads][2]))
     assert rest[tab.summary]["scores"] == whole[tab.summary]["scores"]
-    opened = tab.details_opened(rest[tab.session])
+    opened = tab.open_details(rest[tab.session])
     bundle, *others = opened[tab.downloads]
     assert others == [overlay, npy] and opened[tab.details_open] is True
     with zipfile.ZipFile(bundle) as written, zipfile.ZipFile(whole[tab.downloads][0]) as expected:
         assert len(written.namelist()) == len(expected.namelist()) == 4 + 2 + 2 * 5 + 1 + 1
         assert {Path(n).suffix for n in written.namelist()} == {Path(n).suffix for n in expected.namelist()}
         np.testing.assert_array_equal(np.load(written.open(Path(npy).name)), np.load(npy))
-    assert tab.details_opened(opened[tab.session])[tab.downloads] == gr.update()  # written once
+    assert tab.open_details(opened[tab.session])[tab.downloads] == gr.update()  # written once
     # with the details open, step 2 writes the zip at once
-    again = tab.on_page_rest(tab.on_explain_first(*settings)[tab.session], True)
+    again = tab.on_explain_rest(tab.on_explain_first(*settings)[tab.session], True)
     assert Path(again[tab.downloads][0]).suffix == ".zip"
 
 
@@ -354,8 +356,8 @@ def test_step_two_draws_the_beta_moved_while_step_one_was_on_its_way(tab):
     """β moved between the two steps: step 2's curve, summary and ``.npy`` are for the new β."""
     first = tab.on_explain_first(*values(image=PAIR, q=4, seed=7171, beta=0.7))
     moved = tab.on_reweight(0.3, first[tab.session])
-    rest = tab.on_page_rest(moved[tab.session], False)
-    entry = engine.RESULTS.get(first[tab.session]["key"])
+    rest = tab.on_explain_rest(moved[tab.session], False)
+    entry = engine.RESULTS.get(first[tab.session].key)
     expected = entry.explained.result.reweight(0.3).heatmaps[0].numpy()
     np.testing.assert_allclose(np.load(rest[tab.downloads][1]), expected, atol=1e-6)
     assert rest[tab.summary]["beta"] == 0.3
@@ -376,7 +378,7 @@ def test_betas_effect_is_computed_once_per_class_not_per_beta_move(tab, monkeypa
         moved = tab.on_reweight(beta, session)
         session = moved[tab.session]
     assert len(calls) == 1
-    entry = engine.RESULTS.get(session["key"])
+    entry = engine.RESULTS.get(session.key)
     fresh = drawing.beta_note(drawing.view_result(entry.explained.result, None, 0.9))
     assert moved[tab.beta_note] == fresh != "" and len(calls) == 2
     other = 967 if int(entry.explained.result.targets[0]) != 967 else 285  # espresso, else Egyptian cat
@@ -388,7 +390,7 @@ def test_render_view_is_a_pure_function_of_the_explanation_and_the_view(tab):
     from clustercamapp import drawing
 
     out = tab.on_explain(*values(image=PAIR, q=4, seed=4343))
-    entry = engine.RESULTS.get(out[tab.session]["key"])
+    entry = engine.RESULTS.get(out[tab.session].key)
     view = drawing.View(target=967, beta=0.5, colormap="viridis")  # espresso
     maps = drawing.render_view(entry, view, {"maps"})
     assert maps.overlay.size == entry.display.size and maps.clusters is None and maps.tradeoff_chart is None
@@ -467,7 +469,7 @@ def test_result_cache_is_bounded_and_expires():
 
 def test_expired_explanation_asks_to_explain_again(tab):
     with pytest.raises(gr.Error, match="press Explain again"):
-        tab.on_reweight(0.5, {"key": "gone", "target": None, "beta": 0.5, "colormap": "viridis"})
+        tab.on_reweight(0.5, ExplainSession(key="gone", target=None, beta=0.5, colormap="viridis"))
 
 
 @pytest.mark.parametrize(
@@ -636,3 +638,24 @@ def test_teaching_example_swaps_base_and_scissors():
     assert [caption for _, caption in cat[1]] != [caption for _, caption in cup[1]]
     with pytest.raises(gr.Error):
         learn.teach_listener("tabby")
+
+
+#: The published order of each Explain endpoint's outputs (elem ids; the session last): API callers
+#: read answers by position, so a redesign must keep it.
+PUBLISHED_ORDERS = {
+    "explain": ["overlay", "heatmap", "clusters", "masked", "scores-table", "summary-json", "downloads", "summary-md",
+                "top5", "base-map", "scissors-map", "scores-chart", "beta-note", "target", "class-a", "class-b",
+                "tradeoff-text", "tradeoff-chart"],
+    "reweight": ["overlay", "heatmap", "summary-json", "downloads", "summary-md", "beta-note", "base-map",
+                 "scissors-map", "tradeoff-text", "tradeoff-chart"],
+    "explain_first": ["overlay", "heatmap", "beta-note", "base-map", "scissors-map", "top5"],
+    "explain_rest": ["clusters", "masked", "scores-table", "summary-json", "downloads", "summary-md", "scores-chart",
+                     "target", "class-a", "class-b", "tradeoff-text", "tradeoff-chart"],
+}
+PUBLISHED_ORDERS["retarget"] = PUBLISHED_ORDERS["explain"]
+
+
+def test_each_explain_endpoint_answers_in_its_published_order(page):
+    orders = {fn.api_name: [output.elem_id for output in fn.outputs] for fn in page.demo.fns.values()
+              if fn.api_name in PUBLISHED_ORDERS}
+    assert orders == {name: [*order, None] for name, order in PUBLISHED_ORDERS.items()}  # the session: no elem id

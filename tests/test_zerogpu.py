@@ -26,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from clustercamapp import engine
+from clustercamapp import engine, gpu
 from clustercamapp.gpu import MAX_SECONDS, duration_for
 from clustercamapp.settings import SETTING_NAMES
 
@@ -129,9 +129,9 @@ def test_the_network_work_crosses_a_process_boundary_and_the_server_keeps_its_st
     local = tab.on_explain(*[values.get(name) for name in SETTING_NAMES])
     local_beta = np.load(tab.on_reweight(0.85, local[tab.session])[tab.downloads][2])
     engine.RESULTS.clear()
-    monkeypatch.setattr(engine, "ON_ZERO_GPU", True)  # tasks get the model's name, not the loaded spec
-    monkeypatch.setattr(engine, "compute_explanation", elsewhere("compute_explanation"))
-    monkeypatch.setattr(engine, "measure_kept", elsewhere("measure_kept"))
+    monkeypatch.setattr(gpu, "ON_ZERO_GPU", True)  # tasks get the model's name, not the loaded spec
+    monkeypatch.setattr(engine.tasks, "compute_explanation", elsewhere("compute_explanation"))
+    monkeypatch.setattr(engine.tasks, "measure_kept", elsewhere("measure_kept"))
     remote = tab.on_explain(*[values.get(name) for name in SETTING_NAMES])
     session = remote[tab.session]
     pickle.loads(pickle.dumps(session))  # the session state pickles
@@ -190,5 +190,5 @@ def test_prepare_assembles_a_space(tmp_path, kind):
 def test_spaces_is_installed_and_its_decorator_leaves_the_app_as_it_is():
     spaces = pytest.importorskip("spaces") if not os.environ.get("CI") else __import__("spaces")
     assert not spaces.config.Config.zero_gpu
-    assert engine.compute_explanation.__module__ == "clustercamapp.engine"  # not wrapped off ZeroGPU
+    assert engine.compute_explanation.__module__ == "clustercamapp.engine.tasks"  # not wrapped off ZeroGPU
     assert Path(spaces.__file__).exists()

@@ -17,15 +17,15 @@ import gradio as gr
 
 from clustercam import render
 
-from .. import drawing, engine, files, lanes, style
+from .. import drawing, files, gpu, lanes, style
 from ..common import user_errors
 from ..controls import Controls
 from ..engine import (
     RESULTS,
+    RUNTIME,
     TRADEOFF_BETAS,
     CachedExplanation,
     explain_cached,
-    explaining,
     torch_threads,
 )
 from ..i18n import T, request_language, say
@@ -103,10 +103,10 @@ class WalkthroughTab:
         from the cache when it is there), opened at step 1."""
         spec = settings.spec()
         data, name = settings.image_bytes()
-        with explaining():
+        with RUNTIME.explaining():
             # on ZeroGPU the β curve's pass rides in the explanation's GPU task (one allocation)
             entry, _ = explain_cached(data, name, spec, settings.layer_name(spec), settings.options,
-                                      tradeoff=engine.ON_ZERO_GPU)
+                                      tradeoff=gpu.ON_ZERO_GPU)
             beta = round(settings.beta, 1)
             session = {"key": entry.key, "target": settings.target_index(spec), "colormap": settings.colormap}
             return {**self._screens(entry, session, beta), self.beta: beta, self.walk: gr.Walkthrough(selected=0),
