@@ -190,14 +190,36 @@ def heatmap_label(result: ClusterCAMResult, language: str = DEFAULT_LANGUAGE) ->
     return say("drawing.heatmap_label", language, formula=result.cognition.formula)
 
 
+#: Kept confidences closer than this at β and at β = 1 are said to be the same.
+SAME_CONFIDENCE = 0.02
+
+
+def heat_area(heatmap: torch.Tensor) -> float:
+    """Percentage of the image where a heatmap (scaled to ``[0, 1]``) is at least half its peak."""
+    peak = float(heatmap.max())
+    return 100.0 * float((heatmap >= 0.5 * peak).double().mean()) if peak > 0 else 0.0
+
+
+def heat_areas(result: ClusterCAMResult) -> tuple[float, float]:
+    """:func:`heat_area` of the first heatmap of ``result`` at its β and at β = 1 (eq. 22 again
+    on the cached maps: no network work)."""
+    return heat_area(result[0].heatmap), heat_area(result.reweight(1.0)[0].heatmap)
+
+
 def tradeoff_markdown(class_name: str, beta: float, kept: dict[float, float], full: float,
-                      language: str = DEFAULT_LANGUAGE) -> str:
+                      areas: tuple[float, float], language: str = DEFAULT_LANGUAGE) -> str:
     """The number beside the heatmap: what the network keeps of ``class_name`` on the image masked
-    by the heatmap at this β and at β = 1, and which end of the trade-off β is at."""
+    by the heatmap at this β and at β = 1, and what β does here, as measured: more, as much or
+    less of the class kept than at β = 1 (within :data:`SAME_CONFIDENCE`), and the share of the
+    image the heat covers at both (``areas``, :func:`heat_areas`); β ≥ 0.95 is the faithful end."""
     here, top = kept[round(beta, 4)], kept[1.0]
-    end = "faithful" if beta >= 0.95 else "close" if here >= top - 0.02 else "sharp"
+    if beta >= 0.95:
+        end = "faithful"
+    else:
+        end = "more" if here > top + SAME_CONFIDENCE else "less" if here < top - SAME_CONFIDENCE else "same"
+    area, area_top = areas
     return say("drawing.tradeoff", language, beta=beta, here=here, top=top, full=full, name=class_name,
-               end=say(f"drawing.end.{end}", language))
+               end=say(f"drawing.end.{end}", language, beta=beta, area=area, area_top=area_top))
 
 
 def tradeoff_chart(class_name: str, beta: float, kept: dict[float, float], full: float) -> Image.Image:
@@ -313,5 +335,5 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
             raise ValueError("The β curve needs the kept confidences (CachedExplanation.kept_confidence).")
         name, full = spec.categories[one.target], float(one.target_probability)
         pictures.tradeoff_chart = tradeoff_chart(name, one.beta, kept, full)
-        pictures.tradeoff_markdown = tradeoff_markdown(name, one.beta, kept, full, language)
+        pictures.tradeoff_markdown = tradeoff_markdown(name, one.beta, kept, full, heat_areas(result), language)
     return pictures

@@ -34,10 +34,10 @@ from clustercamapp import engine
 from clustercamapp.controls import layers
 from clustercamapp.i18n import say
 from clustercamapp.settings import SETTING_NAMES
-from clustercamapp.tabs.explain import ExplainSession
 from clustercamapp.tabs import compare as compare_tab
 from clustercamapp.tabs import learn
 from clustercamapp.tabs import sweeps as sweeps_tab
+from clustercamapp.tabs.explain import ExplainSession
 
 from .conftest import ASSETS
 
@@ -659,3 +659,28 @@ def test_each_explain_endpoint_answers_in_its_published_order(page):
     orders = {fn.api_name: [output.elem_id for output in fn.outputs] for fn in page.demo.fns.values()
               if fn.api_name in PUBLISHED_ORDERS}
     assert orders == {name: [*order, None] for name, order in PUBLISHED_ORDERS.items()}  # the session: no elem id
+
+
+def test_the_beta_line_says_what_was_measured(tab):
+    """Beside β: more, as much or less of the class kept than at β = 1, as the kept confidences say,
+    and the share of the image the heat covers at both βs (measured, not assumed)."""
+    from clustercamapp import drawing
+
+    grid = {b: 0.5 for b in engine.TRADEOFF_BETAS}
+    line = {kept: drawing.tradeoff_markdown("cat", 0.5, {**grid, 0.5: kept}, 0.9, (20.0, 40.0))
+            for kept in (0.51, 0.6, 0.3)}
+    assert "keeps as much of the class as at β = 1" in line[0.51] and "on 20 % of the image (β = 1: 40 %)" in line[0.51]
+    assert "keeps more of the class" in line[0.6] and "keeps less of the class" in line[0.3]
+    assert "scissors cut away" in line[0.3] and "scissors" not in line[0.51] + line[0.6]
+    assert "faithful end" in drawing.tradeoff_markdown("cat", 1.0, grid, 0.9, (40.0, 40.0))
+    half = torch.zeros(10, 10)
+    half[:5] = 1.0
+    assert drawing.heat_area(half) == 50.0 and drawing.heat_area(torch.zeros(4, 4)) == 0.0
+    # on a real explanation the words follow its own figures
+    out = tab.on_explain(*values(image=PAIR, q=4, seed=4545, beta=0.6))
+    kept, shown = out[tab.summary]["confidence_kept"], out[tab.tradeoff_md]
+    entry = engine.RESULTS.get(out[tab.session].key)
+    area, area_1 = drawing.heat_areas(entry.explained.result.reweight(0.6))
+    assert f"on {area:.0f} % of the image" in shown and f"β = 1: {area_1:.0f} %" in shown
+    word = "more" if kept["beta"] > kept["beta_1"] + 0.02 else "less" if kept["beta"] < kept["beta_1"] - 0.02 else "as much"
+    assert f"keeps {word} of the class" in shown

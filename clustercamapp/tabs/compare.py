@@ -44,9 +44,6 @@ def columns(language: str | None = None) -> list[str]:
     return [key if key in ("Y", "O") else say(f"compare.column.{key}", language) for key in COLUMN_KEYS]
 
 
-#: The columns in English (what an API caller that asks for no language gets).
-COLUMNS = columns(DEFAULT_LANGUAGE)
-
 
 def method_choices() -> list[tuple[str, str]]:
     return [(cls.title, name) for name, cls in METHODS.items()]

@@ -165,7 +165,7 @@ class WalkthroughTab:
         return {
             self.sentences[4]: say("walk.sentence5", language, formula=result.cognition.formula, beta=beta),
             self.slider: (photo, overlay),
-            self.kept: drawing.tradeoff_markdown(name, beta, kept, full, language),
+            self.kept: drawing.tradeoff_markdown(name, beta, kept, full, drawing.heat_areas(result), language),
         }
 
     # ---- wiring ----------------------------------------------------------------------------
