@@ -7,6 +7,7 @@ Real model (the embedded EfficientNet-Lite0, offline) and real photographs from 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import statistics
 import threading
@@ -167,6 +168,10 @@ def test_the_zip_holds_every_output_and_the_npy_is_the_heatmap(tab, chelsea):
         assert {Path(overlay).name, Path(npy).name, "base.png", "scissors.png", "scores.png", "summary.json"} <= names
         assert {f"cluster_{q}.jpg" for q in range(DEFAULT_Q)} | {f"masked_{q}.jpg" for q in range(DEFAULT_Q)} <= names
         assert np.array_equal(np.load(archive.open(Path(npy).name)), array)
+        written = json.loads(archive.read("summary.json"))  # what was computed, as the page's summary says
+    assert written["formula"] == chelsea[tab.summary]["formula"] == "β·B − (1 − β)·S (eq. 22)"
+    assert written["in_paper"] is True and written["scores"] == chelsea[tab.summary]["scores"]
+    assert written["confidence_kept"] == chelsea[tab.summary]["confidence_kept"]
 
 
 def test_explain_matches_the_library_with_every_setting_changed(tab, spec):
@@ -684,3 +689,29 @@ def test_the_beta_line_says_what_was_measured(tab):
     assert f"on {area:.0f} % of the image" in shown and f"β = 1: {area_1:.0f} %" in shown
     word = "more" if kept["beta"] > kept["beta_1"] + 0.02 else "less" if kept["beta"] < kept["beta_1"] - 0.02 else "as much"
     assert f"keeps {word} of the class" in shown
+
+
+def test_the_confidence_kept_is_the_metric_on_the_image_masked_by_the_heatmap_shown(tab, spec):
+    """The summary's kept confidence is p(class | X ∘ H(β)) for the heatmap the answer gives (its
+    ``.npy``) and its class, computed here by the metrics on the image as the network sees it:
+    after Explain, an off-grid β, another class and another β; and at β = 1 with the heatmap at β = 1."""
+    from clustercam.metrics import explanation_scores
+
+    x = spec.to_tensor(resize_for_network(load_image(PAIR), spec.input_size))
+
+    def kept_by_the_metric(heatmap: np.ndarray, target: int) -> float:
+        _, o = explanation_scores(spec.model, x, torch.from_numpy(heatmap)[None], torch.tensor([target]))
+        return float(o[0])
+
+    out = tab.on_explain(*values(image=PAIR, q=4, seed=5353, beta=0.6))
+    answers = [out]
+    for move in (lambda s: tab.on_reweight(0.85, s), lambda s: tab.on_retarget("espresso", s),
+                 lambda s: tab.on_reweight(0.3, s)):
+        answers.append(move(answers[-1][tab.session]))
+    for answer in answers:
+        summary, npy = answer[tab.summary], np.load(answer[tab.downloads][2])
+        target = summary["target"]["index"]
+        assert summary["confidence_kept"]["beta"] == pytest.approx(kept_by_the_metric(npy, target), abs=2e-6)
+        at_one = tab.on_reweight(1.0, answer[tab.session])
+        assert summary["confidence_kept"]["beta_1"] == pytest.approx(
+            kept_by_the_metric(np.load(at_one[tab.downloads][2]), target), abs=2e-6)

@@ -30,6 +30,7 @@ def test_explain_one_image_writes_every_output(tmp_path, capsys):
     assert summary["base_index"] == int(np.argmax(summary["scores"]))
     assert summary["scissors_index"] == int(np.argmin(summary["scores"]))
     assert summary["forward_passes"] == 7 and summary["device"] == "cpu" and summary["seconds"] > 0
+    assert summary["formula"] == "β·B − (1 − β)·S (eq. 22)" and summary["in_paper"] is True  # what was computed
     assert Image.open(out / "overlay.png").size == (901, 300)
     assert "Egyptian cat" in capsys.readouterr().out
 
@@ -137,6 +138,7 @@ def test_presets_and_the_cluster_quality_in_the_summary(tmp_path, capsys):
         paper[key] for key in ("q", "beta", "normalization", "output", "combination")
     ]
     quality = summary["cluster_quality"]
+    assert summary["formula"] == "β·B − (1 − β)·S (eq. 22)" and summary["in_paper"] is True  # paper: eq. 22
     assert sorted(int(q) for q in quality) == list(range(2, 9))
     assert all(-1 <= values["silhouette"] <= 1 and values["calinski_harabasz"] > 0 for values in quality.values())
     best = max(quality, key=lambda q: quality[q]["silhouette"])

@@ -238,3 +238,30 @@ def test_evict_removes_the_cache_folder_a_failed_build_names(tmp_path, monkeypat
     assert folder.exists()
     assert network_module.evict(f"ImportError: {broken}: file too short") == [str(folder)]
     assert not folder.exists()
+
+
+def test_a_graph_is_kept_only_if_its_feature_maps_and_logits_match_the_eager_model(eager):
+    spec = eager
+    """The check every compiled graph passes before it serves: feature maps and logits both (a
+    graph with the right logits but other maps would give other clusters, hence other heatmaps)."""
+    import copy
+
+    from clustercam.hooks import LayerCapture
+    from clustercam.network import CompileMismatch
+
+    reference = copy.deepcopy(spec.model).eval()
+
+    def graph(maps_shift: float = 0.0, logits_shift: float = 0.0):
+        def run(x):
+            with LayerCapture(reference, "bn2") as capture:
+                logits = reference(x)
+                maps = capture.activations
+            return {"layer": maps + maps_shift, "logits": logits + logits_shift}
+
+        return run
+
+    spec.network._check(graph(), reference, "bn2", (224, 224))  # the same: kept
+    with pytest.raises(CompileMismatch, match="feature maps of bn2"):
+        spec.network._check(graph(maps_shift=0.01), reference, "bn2", (224, 224))
+    with pytest.raises(CompileMismatch, match="logits"):
+        spec.network._check(graph(logits_shift=0.01), reference, "bn2", (224, 224))
