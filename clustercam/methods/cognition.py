@@ -126,9 +126,17 @@ def cognition_heatmaps(
     beta = check_beta(beta)
     check_choice(output, OUTPUTS, "output")
     check_choice(combination, COMBINATIONS, "combination")
-    maps = normalised_maps(masks, cluster_maps, normalization)
-    base = base_term(maps, scores, combination)
-    scissors = _pick(maps, scores.argmin(dim=1))
+    scissors_index = scores.argmin(dim=1)
+    if combination in ("difference", "gated"):
+        # only B and S are needed: normalise those two maps, not all Q (each map is upsampled and
+        # scaled on its own, so the two are exactly what normalising all Q gives)
+        chosen = torch.stack([scores.argmax(dim=1), scissors_index], dim=1)
+        pick = torch.arange(scores.shape[0], device=scores.device)[:, None]
+        maps = normalised_maps(masks[pick, chosen], cluster_maps[pick, chosen], normalization)
+        base, scissors = maps[:, 0], maps[:, 1]
+    else:
+        maps = normalised_maps(masks, cluster_maps, normalization)
+        base, scissors = base_term(maps, scores, combination), _pick(maps, scissors_index)
     if combination == "gated":
         combined = base * (1.0 - (1.0 - beta) * scissors.clamp(0.0, 1.0))
     else:
