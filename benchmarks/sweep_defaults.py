@@ -27,6 +27,7 @@ Stage 2 (the decision, every tuning image and every tuning pair): the best candi
 are scored again, each with paired bootstrap 95 % intervals of its difference to Grad-CAM, and the
 rule of docs/benchmarks.md picks the default and the presets. Writes ``tuning.json`` (every figure,
 the settings, the choice), ``stage1.csv``, ``stage2.csv`` and ``pareto.png`` into ``--out``.
+The scoring it shares with ``tune_eq22.py`` is in ``_tuning.py``.
 
     python benchmarks/sweep_defaults.py --out docs/benchmarks/tuning
 """
@@ -41,145 +42,40 @@ import platform
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import ROOT
-from tqdm import tqdm
+from _tuning import (
+    DATA,
+    Data,
+    clustering_of,
+    combos_grid,
+    gradcam_scores,
+    interval_rows,
+    load_data,
+    make_factory,
+    per_image,
+    records_of,
+    score_config,
+    summary,
+    target_probabilities,
+    write_csv,
+)
 
 import clustercam
-from clustercam import metrics
-from clustercam.bench.data import TUNING, draw_pairs, load_square, read_labels
-from clustercam.clustering import cluster_quality
-from clustercam.maps import masked_probabilities
+from clustercam.bench.data import TUNING, read_labels
 from clustercam.methods.cluster import Cognition
 from clustercam.stats import paired_bootstrap
+from clustercam.zoo import ModelSpec
 
-DATA = [ROOT.parent / "shared" / "eval" / "imagenet-samples", ROOT.parent / "shared" / "eval" / "ilsvrc-val-650"]
 BETAS = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 ALL_BETAS = [round(0.1 * i, 1) for i in range(11)]
 COMBINATIONS = ("difference", "weighted", "multibase", "gated")
 PAIR_SLACK = 0.03  # the rule's pair-share tolerance for the default
 FAITHFUL_PAIR_SLACK = 0.10  # the faithful preset must stay this close to Grad-CAM's pair share
-
-
-@dataclass
-class Data:
-    """Images of the tuning part as tensors, their targets, and pairs as network inputs."""
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    pair_inputs: torch.Tensor
-    splits: torch.Tensor
-    left: torch.Tensor
-    right: torch.Tensor
-    files: list[str] = field(default_factory=list)
-
-
-def load_data(spec, samples, pair_count: int | None) -> Data:
-    squares = [load_square(s.path, spec.input_size) for s in samples]
-    images = spec.to_tensor(squares)
-    with torch.no_grad():  # targets are used by gradient methods too: no inference tensors
-        targets = torch.cat([spec.predict(images[i : i + 16]).argmax(1) for i in range(0, len(images), 16)])
-    chosen = [(i, j) for i, j in draw_pairs([s.label for s in samples], pair_count) if targets[i] != targets[j]]
-    pair_inputs, splits = metrics.make_pairs(spec, [squares[i] for i, _ in chosen], [squares[j] for _, j in chosen])
-    return Data(images, targets, pair_inputs, torch.tensor(splits), targets[[i for i, _ in chosen]],
-                targets[[j for _, j in chosen]], [s.file for s in samples])
-
-
-def combos_grid(combinations, normalizations, outputs, betas) -> list[Cognition]:
-    return [Cognition(b, n, o, c) for c, n, o, b in itertools.product(combinations, normalizations, outputs, betas)]
-
-
-def heatmap_grid(result, cognitions: list[Cognition], scores=None) -> torch.Tensor:
-    """``(B, M, H, W)``: one Cluster-CAM result's heatmaps under each cognition setting."""
-    scores = result.scores if scores is None else scores
-    return torch.stack([c.heatmaps(result.masks, result.cluster_maps, scores) for c in cognitions], dim=1)
-
-
-def score_config(spec, data: Data, make_cam, cognitions, batch: int, desc: str, quality: bool = False) -> dict:
-    """Per-image O ``(n, M)`` and per-pair shares ``(P, M)`` of one clustering under M cognitions."""
-    cam = make_cam()
-    o_rows, shares, qualities, pair_qualities = [], [], [], []
-    for start in tqdm(range(0, len(data.images), batch), desc=desc, file=sys.stderr, leave=False):
-        x, t = data.images[start : start + batch], data.targets[start : start + batch]
-        result = cam(x, t)
-        heatmaps = heatmap_grid(result, cognitions)
-        probabilities = masked_probabilities(spec.model, x, heatmaps, batch_size=8)
-        o_rows.append(probabilities.gather(2, t.view(-1, 1, 1).expand(-1, len(cognitions), 1)).squeeze(2).cpu())
-        if quality:
-            qualities += [cluster_quality(result.activations[i], result.labels[i]) for i in range(len(x))]
-    for start in range(0, len(data.pair_inputs), 4):
-        rows = slice(start, start + 4)
-        left = cam(data.pair_inputs[rows], data.left[rows])
-        right = left.retarget(data.right[rows])
-        split = data.splits[rows].repeat_interleave(len(cognitions))
-        lshare = metrics.half_shares(heatmap_grid(left, cognitions).flatten(0, 1), split)[0]
-        rshare = metrics.half_shares(heatmap_grid(right, cognitions).flatten(0, 1), split)[1]
-        shares.append(((lshare + rshare) / 2).view(-1, len(cognitions)).cpu())
-        if quality:
-            pair_qualities += [cluster_quality(left.activations[i], left.labels[i]) for i in range(left.labels.shape[0])]
-    out = {"o": torch.cat(o_rows).double().numpy(), "pairs": torch.cat(shares).double().numpy()}
-    if quality:
-        out["quality"] = qualities
-        out["pair_quality"] = pair_qualities
-    return out
-
-
-def gradcam_scores(spec, data: Data, batch: int) -> dict:
-    cam = clustercam.get_method("gradcam")(spec)
-    o = []
-    for start in range(0, len(data.images), batch):
-        x, t = data.images[start : start + batch], data.targets[start : start + batch]
-        _, scores = metrics.explanation_scores(spec.model, x, cam(x, t).heatmaps, t, batch_size=8, probabilities=torch.ones(len(x)))
-        o.append(scores.cpu())
-    shares = metrics.pair_share(lambda x, t: cam(x, t).heatmaps, data.pair_inputs, data.left, data.right, data.splits, batch_size=4)
-    return {"o": torch.cat(o).double().numpy()[:, None], "pairs": shares.per_pair.double().numpy()[:, None]}
-
-
-def summary(y: np.ndarray, o: np.ndarray, pairs: np.ndarray) -> dict:
-    return {
-        "average_drop": float(metrics.average_drop_per_image(torch.from_numpy(y), torch.from_numpy(o)).mean()),
-        "increase": float(100 * np.mean(o > y)),
-        "pair_share": float(np.mean(pairs)),
-    }
-
-
-def per_image(y: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        "average_drop": metrics.average_drop_per_image(torch.from_numpy(y), torch.from_numpy(o)).numpy(),
-        "increase": 100.0 * (o > y),
-    }
-
-
-def records_of(key: dict, scores: dict, cognitions: list[Cognition], y: np.ndarray) -> list[dict]:
-    rows = []
-    for m, c in enumerate(cognitions):
-        rows.append({**key, "combination": c.combination, "normalization": c.normalization, "output": c.output,
-                     "beta": c.beta, **summary(y, scores["o"][:, m], scores["pairs"][:, m]), "_o": scores["o"][:, m],
-                     "_pairs": scores["pairs"][:, m]})
-    return rows
-
-
-def clustering_of(row: dict) -> dict:
-    """ClusterCAM keyword options of a record's clustering."""
-    options = {"q": row["q"], "clustering": row["clustering"]}
-    if row["clustering"] == "spectral":
-        options.update(similarity=row["similarity"], normalize_rows=row["normalize_rows"])
-    return options
-
-
-def options_of(row: dict) -> dict:
-    """ClusterCAM keyword options of a record (clustering and cognition)."""
-    return {**clustering_of(row), "beta": row["beta"], "normalization": row["normalization"],
-            "output": row["output"], "combination": row["combination"]}
-
-
-def make_factory(spec, row: dict):
-    options = clustering_of(row)
-    return lambda: clustercam.ClusterCAM(spec, **options)
 
 
 def quality_entry(scores: dict, cognitions: list[Cognition]) -> dict:
@@ -188,24 +84,17 @@ def quality_entry(scores: dict, cognitions: list[Cognition]) -> dict:
             "cognitions": cognitions}
 
 
-def interval_rows(rows: list[dict], gradcam: dict, y: np.ndarray) -> list[dict]:
-    """Stage-2 rows with paired bootstrap intervals of the differences to Grad-CAM."""
-    base = per_image(y, gradcam["o"][:, 0])
-    out = []
-    for row in rows:
-        mine = per_image(y, row["_o"])
-        drop = paired_bootstrap(mine["average_drop"], base["average_drop"])
-        increase = paired_bootstrap(mine["increase"], base["increase"])
-        pair = paired_bootstrap(row["_pairs"], gradcam["pairs"][:, 0])
-        out.append({**{k: v for k, v in row.items() if not k.startswith("_")},
-                    "d_average_drop": drop.as_dict(), "d_increase": increase.as_dict(), "d_pair_share": pair.as_dict()})
-    return out
+#: The preset each rule's pick is offered as (``clustercam/methods/presets.py``): docs/protocol.md
+#: names the rules after the presets' first names. Rule 1's ``balanced`` found no candidate and
+#: became no preset; since amendment 2 the default is ``eq22``, chosen by ``tune_eq22.py`` (rule D).
+PRESET_OF_RULE = {"faithful": "gated", "discriminative": "discriminative", "paper": "paper", "spectral": "weighted"}
 
 
 def apply_rule(rows: list[dict], gradcam: dict) -> dict:
-    """The rule of docs/protocol.md, written before the reporting part was read.
+    """The rule of docs/protocol.md, written before the reporting part was read: each rule's pick
+    (a stage-2 row, or None), under the rule's name in docs/protocol.md.
 
-    Rules 1-5 over every stage-2 candidate; rule 6 (``spectral``) applies rules 1-3 to the
+    Rules 1 and 3-5 over every stage-2 candidate; rule 6 (``spectral``) applies rules 1-3 to the
     spectral candidates alone.
     """
     choice = _rules(rows, gradcam)
@@ -222,12 +111,13 @@ def qualifies(row: dict, gradcam: dict) -> bool:
 
 
 def _rules(rows: list[dict], gradcam: dict) -> dict:
+    """Rules 1 (``balanced``) and 3-5 (``faithful``, ``discriminative``, ``paper``) over ``rows``."""
     def passes(row):
         return row["q"] + 1
 
     candidates = [r for r in rows if r["preset_candidate"]]
     if not candidates:
-        return {"balanced": None, "faithful": None, "discriminative": None, "paper": None, "default": None}
+        return {"balanced": None, "faithful": None, "discriminative": None, "paper": None}
     eligible = [r for r in candidates if qualifies(r, gradcam)]
     discriminating = [r for r in candidates if r["pair_share"] >= gradcam["pair_share"] - FAITHFUL_PAIR_SLACK]
     faithful = min(discriminating or candidates, key=lambda r: (round(r["average_drop"], 2), -r["pair_share"], passes(r)))
@@ -236,11 +126,10 @@ def _rules(rows: list[dict], gradcam: dict) -> dict:
     balanced = max(eligible, key=lambda r: (round(r["pair_share"], 3), -r["average_drop"], -passes(r))) if eligible else None
     paper = [r for r in rows if r.get("paper")]
     paper_best = min(paper, key=lambda r: r["average_drop"]) if paper else None
-    return {"balanced": balanced, "faithful": faithful, "discriminative": discriminative, "paper": paper_best,
-            "default": "balanced" if balanced else "faithful"}
+    return {"balanced": balanced, "faithful": faithful, "discriminative": discriminative, "paper": paper_best}
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, nargs="+", default=DATA)
     parser.add_argument("--screen", type=int, default=240, help="tuning images in stage 1")
@@ -253,7 +142,23 @@ def main() -> None:
     parser.add_argument("--stage1", type=Path, default=None,
                         help="reuse this stage-1 CSV (same screen) instead of screening again; the cluster-quality "
                              "analysis is then rerun after stage 2 with the combinations at β 0.8 and 1 only")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@dataclass
+class Sweep:
+    """What every stage reads: the command's arguments, the model and the tuning part."""
+
+    args: argparse.Namespace
+    spec: ModelSpec
+    samples: list  # every photograph of the tuning part
+    screen: list  # stage 1's
+    final: list  # stage 2's
+    started: float
+
+
+def start(args: argparse.Namespace) -> Sweep:
+    """Load the model and the tuning part; draw stage 1's screen."""
     started = time.time()
     torch.manual_seed(0)
     spec = clustercam.load_model("efficientnet_lite0", device="cpu")
@@ -262,92 +167,128 @@ def main() -> None:
     final = samples[: args.limit] if args.limit else samples
     screen = random.Random(0).sample(samples, min(args.screen, len(samples)))
     args.out.mkdir(parents=True, exist_ok=True)
+    return Sweep(args, spec, samples, screen, final, started)
 
-    # ---- stage 1: screening
-    data = load_data(spec, screen, args.screen_pairs)
-    print(f"stage 1: {len(data.images)} images, {len(data.pair_inputs)} pairs", file=sys.stderr)
-    with torch.inference_mode():
-        y = torch.cat([spec.predict(data.images[i : i + 16]).gather(1, data.targets[i : i + 16, None]).squeeze(1)
-                       for i in range(0, len(data.images), 16)]).double().numpy()
-    gradcam = gradcam_scores(spec, data, args.batch_size)
-    gradcam_summary = summary(y, gradcam["o"][:, 0], gradcam["pairs"][:, 0])
-    stage1: list[dict] = []
+
+@dataclass
+class Stage:
+    """One stage's photographs and pairs, their Y, and Grad-CAM's scores on them."""
+
+    data: Data
+    y: np.ndarray
+    gradcam: dict
+    gradcam_summary: dict
+
+
+def prepare_stage(sweep: Sweep, samples: list, pair_count: int | None, name: str, extra: str = "") -> Stage:
+    data = load_data(sweep.spec, samples, pair_count)
+    print(f"{name}: {len(data.images)} images, {len(data.pair_inputs)} pairs{extra}", file=sys.stderr)
+    y = target_probabilities(sweep.spec, data.images, data.targets)
+    gradcam = gradcam_scores(sweep.spec, data, sweep.args.batch_size)
+    return Stage(data, y, gradcam, summary(y, gradcam["o"][:, 0], gradcam["pairs"][:, 0]))
+
+
+def screen_configurations(sweep: Sweep, stage: Stage) -> tuple[list[dict], dict[int, dict]]:
+    """Stage 1 a-d (module docstring) on the screen: every record, and 1b's cluster quality by Q."""
+    records: list[dict] = []
     quality: dict[int, dict] = {}
+
+    def score(key: dict, cognitions: list[Cognition], desc: str, with_quality: bool = False) -> dict:
+        scores = score_config(sweep.spec, stage.data, make_factory(sweep.spec, key), cognitions, sweep.args.batch_size,
+                              desc, quality=with_quality)
+        records.extend(records_of(key, scores, cognitions, stage.y))
+        return scores
+
+    for q in (3, 6):  # a
+        cognitions = combos_grid(COMBINATIONS, ("max", "minmax", "none"), ("relu", "minmax"), BETAS)
+        score({"stage": "1a", "q": q, "clustering": "kmeans"}, cognitions, f"1a Q={q}")
+    for q in range(2, 9):  # b
+        cognitions = combos_grid(COMBINATIONS, ("max", "minmax"), ("relu",), BETAS)
+        scores = score({"stage": "1b", "q": q, "clustering": "kmeans"}, cognitions, f"1b Q={q}", with_quality=True)
+        quality[q] = quality_entry(scores, cognitions)
+    cognitions = combos_grid(("difference",), ("none",), ("minmax",), ALL_BETAS)  # c
+    score({"stage": "1c", "q": 6, "clustering": "kmeans", "paper": True}, cognitions, "1c paper")
+    for q, similarity, rows_normalised in itertools.product((3, 6), ("euclidean", "ssim", "correlation"), (False, True)):  # d
+        cognitions = combos_grid(("difference", "weighted"), ("max",), ("relu",), BETAS)
+        key = {"stage": "1d", "q": q, "clustering": "spectral", "similarity": similarity, "normalize_rows": rows_normalised}
+        score(key, cognitions, f"1d Q={q} {similarity} rows={rows_normalised}")
+    return records, quality
+
+
+def score_finalists(sweep: Sweep, stage: Stage, finalists: list[dict]) -> list[dict]:
+    """Stage 2: every finalist again on every tuning photograph and pair, one clustering per
+    group of finalists, with paired intervals of its differences to Grad-CAM."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in finalists:
+        groups.setdefault(tuple(sorted(clustering_of(row).items())), []).append(row)
+    stage2: list[dict] = []
+    for clustering_key, rows in groups.items():
+        cognitions = [Cognition(r["beta"], r["normalization"], r["output"], r["combination"]) for r in rows]
+        scores = score_config(sweep.spec, stage.data, make_factory(sweep.spec, rows[0]), cognitions, sweep.args.batch_size,
+                              f"2 {dict(clustering_key)}")
+        for m, row in enumerate(rows):
+            keep = {k: v for k, v in row.items() if not k.startswith("_") and k not in ("average_drop", "increase", "pair_share")}
+            stage2.append({**keep, "stage": "2", **summary(stage.y, scores["o"][:, m], scores["pairs"][:, m]),
+                           "_o": scores["o"][:, m], "_pairs": scores["pairs"][:, m]})
+    return interval_rows(stage2, stage.gradcam, stage.y)
+
+
+def measure_auto_q(sweep: Sweep, stage: Stage) -> dict:
+    """The cluster-quality analysis on the screen, when stage 1 was read back (``--stage1``):
+    every combination at β 0.8 and 1, Q = 2…8."""
+    cognitions = combos_grid(COMBINATIONS, ("max",), ("relu",), (0.8, 1.0))
+    quality: dict[int, dict] = {}
+    for q in range(2, 9):
+        key = {"q": q, "clustering": "kmeans"}
+        scores = score_config(sweep.spec, stage.data, make_factory(sweep.spec, key), cognitions, sweep.args.batch_size,
+                              f"auto-Q Q={q}", quality=True)
+        quality[q] = quality_entry(scores, cognitions)
+    return analyse_auto_q(quality, stage.y, stage.gradcam_summary)
+
+
+def save_tuning(sweep: Sweep, first: Stage, second: Stage, results: dict) -> None:
+    """``tuning.json``: the settings, Grad-CAM on both stages and ``results`` (auto-Q, the choice, the records)."""
+    args, spec = sweep.args, sweep.spec
+    settings = {
+        "data": [str(d) for d in args.data], "split": TUNING, "tuning_images": len(sweep.samples),
+        "stage2_images": len(sweep.final), "screen_images": len(sweep.screen),
+        "screen_pairs": len(first.data.pair_inputs), "stage2_pairs": len(second.data.pair_inputs),
+        "model": spec.name, "layer": spec.default_layer, "device": str(spec.device), "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "seconds": round(time.time() - sweep.started, 1),
+        "command": "python " + " ".join(sys.argv),
+    }
+    (args.out / "tuning.json").write_text(json.dumps({
+        "settings": settings, "gradcam_stage1": first.gradcam_summary, "gradcam_stage2": second.gradcam_summary,
+        **results}, indent=1, default=float))
+
+
+def main() -> None:
+    sweep = start(parse_arguments())
+    args = sweep.args
+    first = prepare_stage(sweep, sweep.screen, args.screen_pairs, "stage 1")  # ---- stage 1: screening
     if args.stage1:
         stage1, auto_q = read_stage1(args.stage1), None  # auto_q is measured after stage 2 (below)
     else:
-        for q in (3, 6):  # a
-            cognitions = combos_grid(COMBINATIONS, ("max", "minmax", "none"), ("relu", "minmax"), BETAS)
-            key = {"stage": "1a", "q": q, "clustering": "kmeans"}
-            stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1a Q={q}"), cognitions, y)
-        for q in range(2, 9):  # b
-            cognitions = combos_grid(COMBINATIONS, ("max", "minmax"), ("relu",), BETAS)
-            key = {"stage": "1b", "q": q, "clustering": "kmeans"}
-            scores = score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, f"1b Q={q}", quality=True)
-            quality[q] = quality_entry(scores, cognitions)
-            stage1 += records_of(key, scores, cognitions, y)
-        cognitions = combos_grid(("difference",), ("none",), ("minmax",), ALL_BETAS)  # c
-        key = {"stage": "1c", "q": 6, "clustering": "kmeans", "paper": True}
-        stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, "1c paper"), cognitions, y)
-        for q, similarity, rows_normalised in itertools.product((3, 6), ("euclidean", "ssim", "correlation"), (False, True)):  # d
-            cognitions = combos_grid(("difference", "weighted"), ("max",), ("relu",), BETAS)
-            key = {"stage": "1d", "q": q, "clustering": "spectral", "similarity": similarity, "normalize_rows": rows_normalised}
-            desc = f"1d Q={q} {similarity} rows={rows_normalised}"
-            stage1 += records_of(key, score_config(spec, data, make_factory(spec, key), cognitions, args.batch_size, desc), cognitions, y)
-        auto_q = analyse_auto_q(quality, y, gradcam)
+        stage1, quality = screen_configurations(sweep, first)
+        auto_q = analyse_auto_q(quality, first.y, first.gradcam)
     write_csv(stage1, args.out / "stage1.csv")
-    screen_data, screen_y = data, y
 
-    # ---- stage 2: the decision on every tuning image and pair
-    finalists = pick_finalists(stage1, gradcam_summary, args.finalists)
-    data = load_data(spec, final, args.pairs)
-    print(f"stage 2: {len(data.images)} images, {len(data.pair_inputs)} pairs, {len(finalists)} configurations", file=sys.stderr)
-    with torch.inference_mode():
-        y = torch.cat([spec.predict(data.images[i : i + 16]).gather(1, data.targets[i : i + 16, None]).squeeze(1)
-                       for i in range(0, len(data.images), 16)]).double().numpy()
-    gradcam = gradcam_scores(spec, data, args.batch_size)
-    gradcam_summary2 = summary(y, gradcam["o"][:, 0], gradcam["pairs"][:, 0])
-    stage2: list[dict] = []
-    groups: dict[tuple, list[dict]] = {}
-    for row in finalists:
-        clustering_key = tuple(sorted(clustering_of(row).items()))
-        groups.setdefault(clustering_key, []).append(row)
-    for clustering_key, rows in groups.items():
-        cognitions = [Cognition(r["beta"], r["normalization"], r["output"], r["combination"]) for r in rows]
-        scores = score_config(spec, data, make_factory(spec, rows[0]), cognitions, args.batch_size, f"2 {dict(clustering_key)}")
-        for m, row in enumerate(rows):
-            keep = {k: v for k, v in row.items() if not k.startswith("_") and k not in ("average_drop", "increase", "pair_share")}
-            stage2.append({**keep, "stage": "2", **summary(y, scores["o"][:, m], scores["pairs"][:, m]),
-                           "_o": scores["o"][:, m], "_pairs": scores["pairs"][:, m]})
-    stage2 = interval_rows(stage2, gradcam, y)
-    choice = apply_rule(stage2, gradcam_summary2)
+    finalists = pick_finalists(stage1, first.gradcam_summary, args.finalists)  # ---- stage 2: the decision
+    second = prepare_stage(sweep, sweep.final, args.pairs, "stage 2", f", {len(finalists)} configurations")
+    stage2 = score_finalists(sweep, second, finalists)
+    choice = apply_rule(stage2, second.gradcam_summary)
     write_csv(stage2, args.out / "stage2.csv")
-    plot(stage1, gradcam_summary, args.out / "pareto.png")
+    plot(stage1, first.gradcam_summary, args.out / "pareto.png")
 
-    def save(auto_q):
-        settings = {
-            "data": [str(d) for d in args.data], "split": TUNING, "tuning_images": len(samples), "stage2_images": len(final), "screen_images": len(screen),
-            "screen_pairs": len(screen_data.pair_inputs), "stage2_pairs": len(data.pair_inputs),
-            "model": spec.name, "layer": spec.default_layer, "device": str(spec.device), "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
-            "command": "python " + " ".join(sys.argv),
-        }
-        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in stage1]
-        (args.out / "tuning.json").write_text(json.dumps({
-            "settings": settings, "gradcam_stage1": gradcam_summary, "gradcam_stage2": gradcam_summary2,
-            "auto_q": auto_q, "choice": choice, "stage2": stage2, "stage1": clean}, indent=1, default=float))
-
-    save(auto_q)
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in stage1]
+    results = {"auto_q": auto_q, "choice": choice, "stage2": stage2, "stage1": clean}
+    save_tuning(sweep, first, second, results)
     if args.stage1:
-        cognitions = combos_grid(COMBINATIONS, ("max",), ("relu",), (0.8, 1.0))
-        for q in range(2, 9):
-            key = {"q": q, "clustering": "kmeans"}
-            scores = score_config(spec, screen_data, make_factory(spec, key), cognitions, args.batch_size, f"auto-Q Q={q}", quality=True)
-            quality[q] = quality_entry(scores, cognitions)
-        auto_q = analyse_auto_q(quality, screen_y, gradcam_summary)
-        save(auto_q)
-    print(json.dumps({"gradcam": gradcam_summary2, "choice": choice, "auto_q": auto_q}, indent=1, default=float))
+        results["auto_q"] = measure_auto_q(sweep, first)
+        save_tuning(sweep, first, second, results)
+    print(json.dumps({"gradcam": second.gradcam_summary, "choice": choice, "auto_q": results["auto_q"]}, indent=1,
+                     default=float))
 
 
 def read_stage1(path: Path) -> list[dict]:
@@ -435,25 +376,6 @@ def spearman(a, b) -> float:
     if np.std(ra) == 0 or np.std(rb) == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    flat = []
-    for row in rows:
-        item = {}
-        for k, v in row.items():
-            if k.startswith("_"):
-                continue
-            if isinstance(v, dict):
-                item.update({f"{k}_{kk}": vv for kk, vv in v.items()})
-            else:
-                item[k] = v
-        flat.append(item)
-    fields = list(dict.fromkeys(k for item in flat for k in item))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(flat)
 
 
 def plot(records: list[dict], gradcam: dict, path: Path) -> None:

@@ -34,22 +34,25 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import ROOT
-from sweep_defaults import (
+from _tuning import (
     DATA,
     Data,
     combos_grid,
     gradcam_scores,
     interval_rows,
     load_data,
+    load_images,
     make_factory,
+    preset_entry,
     records_of,
     score_config,
     summary,
+    target_probabilities,
     write_csv,
 )
 
 import clustercam
-from clustercam.bench.data import TUNING, load_square, read_labels
+from clustercam.bench.data import TUNING, read_labels
 
 BETAS = [round(0.8 + 0.025 * i, 3) for i in range(9)]
 QS = list(range(6, 13))
@@ -57,22 +60,6 @@ NORMALIZATIONS = ("max", "minmax")
 SIMILARITIES = ("euclidean", "ssim", "correlation")
 PAIR_SLACK = 0.03  # rule D (b)
 SCREEN = 240  # rule S's photographs: stage 1's screen (random.Random(0).sample of the tuning part)
-
-
-def target_probabilities(spec, images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
-        return torch.cat([
-            spec.predict(images[i : i + 16]).gather(1, targets[i : i + 16, None]).squeeze(1)
-            for i in range(0, len(images), 16)
-        ]).double().numpy()
-
-
-def images_only(spec, samples) -> tuple[torch.Tensor, torch.Tensor]:
-    squares = [load_square(s.path, spec.input_size) for s in samples]
-    images = spec.to_tensor(squares)
-    with torch.no_grad():
-        targets = torch.cat([spec.predict(images[i : i + 16]).argmax(1) for i in range(0, len(images), 16)])
-    return images, targets
 
 
 def cached_scores(cache: Path, name: str, compute) -> dict:
@@ -106,14 +93,6 @@ def rule_d(rows: list[dict], gradcam: dict) -> tuple[dict, bool]:
 
 def rule_s(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: (round(r["pair_share"], 3), -r["average_drop"]))
-
-
-def preset_entry(row: dict) -> dict:
-    entry = {"q": row["q"], "beta": row["beta"], "clustering": row["clustering"], "normalization": row["normalization"],
-             "output": row["output"], "combination": row["combination"]}
-    if row["clustering"] == "spectral":
-        entry.update(similarity=row["similarity"], normalize_rows=bool(row["normalize_rows"]))
-    return entry
 
 
 def plot_beta(rows: list[dict], chosen: dict, gradcam: dict, path: Path) -> None:
@@ -187,7 +166,7 @@ def main() -> None:
     plot_beta(rows, default, gradcam_summary, args.out / "beta.png")
 
     # ---- rule S: spectral similarities at the default's Q and cognition
-    screen_images, screen_targets = images_only(spec, screen)
+    _, screen_images, screen_targets = load_images(spec, screen)
     screen_y = target_probabilities(spec, screen_images, screen_targets)
     spectral_data = Data(screen_images, screen_targets, data.pair_inputs, data.splits, data.left, data.right)
     screen_gradcam = cached_scores(cache, f"gradcam-screen{len(screen)}", lambda: gradcam_scores(spec, spectral_data, args.batch_size))

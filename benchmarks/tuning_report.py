@@ -2,9 +2,9 @@
 
 Applies the rule of docs/protocol.md (:func:`sweep_defaults.apply_rule`, rules 1-6) to the stage-2
 rows and prints markdown: Grad-CAM on the tuning part, every stage-2 configuration with the
-paired 95 % intervals of its differences to Grad-CAM, the presets the rule picks (as the
-``PRESETS`` entries of ``clustercam/methods/cluster.py``) and whether a cluster-quality score
-picks a good Q per image. Reads no image.
+paired 95 % intervals of its differences to Grad-CAM, each rule's pick (as a ``PRESETS`` entry of
+``clustercam/methods/presets.py``, with the preset it is offered as) and whether a cluster-quality
+score picks a good Q per image. Reads no image.
 
     python benchmarks/tuning_report.py docs/benchmarks/tuning/tuning.json
 """
@@ -15,7 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from sweep_defaults import apply_rule, qualifies
+from _tuning import preset_entry
+from sweep_defaults import PRESET_OF_RULE, apply_rule, qualifies
+
+from clustercam.methods.presets import PRESETS
 
 
 def label(row: dict) -> str:
@@ -30,14 +33,6 @@ def label(row: dict) -> str:
 
 def interval(d: dict, digits: int) -> str:
     return f"{d['estimate']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
-
-
-def preset_entry(row: dict) -> dict:
-    entry = {"q": row["q"], "beta": row["beta"], "clustering": row["clustering"], "normalization": row["normalization"],
-             "output": row["output"], "combination": row["combination"]}
-    if row["clustering"] == "spectral":
-        entry.update(similarity=row["similarity"], normalize_rows=bool(row["normalize_rows"]))
-    return entry
 
 
 def main() -> None:
@@ -61,11 +56,14 @@ def main() -> None:
               f"{row['increase']:.1f} | {interval(row['d_increase'], 1)} | {row['pair_share']:.3f} | "
               f"{interval(row['d_pair_share'], 3)} | {mark} |")
 
-    print("\nThe rule's choice (docs/protocol.md):\n")
+    unknown = set(PRESET_OF_RULE.values()) - set(PRESETS)
+    if unknown:
+        raise SystemExit(f"sweep_defaults.PRESET_OF_RULE names no preset: {', '.join(sorted(unknown))}")
+    print("\nThe rule's choice (docs/protocol.md), and the preset each pick is offered as:\n")
     for name in ("balanced", "faithful", "discriminative", "paper", "spectral"):
         row = choice[name]
-        print(f"- `{name}`: " + (f"{label(row)}; {json.dumps(preset_entry(row))}" if row else "none qualifies"))
-    print(f"- default: `{choice['default']}`")
+        offered = f" (preset `{PRESET_OF_RULE[name]}`)" if name in PRESET_OF_RULE else " (no preset)"
+        print(f"- `{name}`{offered}: " + (f"{label(row)}; {json.dumps(preset_entry(row))}" if row else "none qualifies"))
 
     auto_q = data.get("auto_q")
     if auto_q:

@@ -443,9 +443,6 @@ def _cluster_rows(embedding: torch.Tensor, points: torch.Tensor, q: int, *, seed
     return kmeans(augmented, q, seed=seed, n_init=n_init).labels
 
 
-QUALITY_CRITERIA = ("silhouette", "calinski_harabasz")
-
-
 def cluster_quality(points: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """How well ``labels`` separate ``points`` (scikit-learn's ``sklearn.metrics``).
 

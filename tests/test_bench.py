@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import inspect
 import json
 import math
 from pathlib import Path
@@ -14,8 +16,13 @@ from PIL import Image
 
 from clustercam import METHODS
 from clustercam.bench.data import draw_pairs, read_labels, split_of
+from clustercam.bench.distributed import Ranks
+from clustercam.bench.plan import make_plan
+from clustercam.bench.records import fingerprint
 from clustercam.bench.runner import run_benchmark
+from clustercam.bench.settings import BenchmarkSettings
 from clustercam.cli import add_bench_arguments, parse_option, run_bench_command
+from clustercam.zoo import load_model
 
 from .conftest import ASSETS
 
@@ -313,3 +320,52 @@ def test_decoding_in_dataloader_workers_gives_the_same_rows(tmp_path: Path) -> N
     assert "images per second" in (tmp_path / "out" / "table2.md").read_text()
     with pytest.raises(ValueError, match="workers must not be negative"):
         run_all(folder, workers=-1, **options)
+
+
+def test_run_benchmark_takes_the_settings_with_their_defaults() -> None:
+    """run_benchmark's keyword parameters are the settings' fields (and ``ranks``), defaults included."""
+    parameters = dict(inspect.signature(run_benchmark).parameters)
+    assert parameters.pop("ranks").default is None
+    fields = dataclasses.fields(BenchmarkSettings)
+    assert list(parameters) == [f.name for f in fields]
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    assert {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty} == defaults
+
+
+def test_the_report_settings_and_the_fingerprint_come_from_the_one_settings(tmp_path: Path) -> None:
+    """Every setting that changes a record's numbers changes the records' key, and no other does;
+    the key is the one earlier versions wrote records under (so their runs resume); the report
+    shows each fingerprinted setting with the value the key was made of."""
+    folder = write_folder(tmp_path / "data", GOOD_ROWS)
+    spec = load_model("efficientnet_lite0", "cpu")
+    base = BenchmarkSettings(folder, split="all", allow_tuning=True, model=spec, methods=("clustercam", "gradcam"),
+                             pairs=2, n_steps=4, method_options={"clustercam": {"q": 6}})
+
+    def key(settings: BenchmarkSettings) -> str:
+        return settings.fingerprint(make_plan(settings, Ranks()))
+
+    plan = make_plan(base, Ranks())
+    samples = read_labels(folder)
+    as_written_before = fingerprint({
+        "files": [(str(s.path), s.label) for s in samples], "split": "all", "model": "efficientnet_lite0", "layer": "bn2",
+        "methods": ["clustercam", "gradcam"], "options": {"clustercam": {"q": 6}, "gradcam": {}}, "batch_size": 8,
+        "forward_batch_size": 64, "target": "predicted", "n_steps": 4, "pairs": 2, "pair_seed": 0, "image_size": 224,
+    })
+    assert base.fingerprint(plan) == as_written_before
+
+    reported = base.report_settings(plan, rank=0)
+    described = base.describe(plan)
+    assert [setting.report for setting in described] == list(reported)[:-2]  # then the rank and the machine
+    assert all(reported[setting.report] == setting.value for setting in described)
+
+    changing = [
+        {"split": "tuning"}, {"limit": 2}, {"layer": "conv_head"}, {"methods": ("clustercam",)},
+        {"methods": ("clustercam", "gradcam", "scorecam")}, {"method_options": {"clustercam": {"q": 5}}},
+        {"batch_size": 2}, {"forward_batch_size": 16}, {"target": "label"}, {"n_steps": 2}, {"pairs": 1},
+        {"pairs": None}, {"pair_seed": 1},
+    ]
+    keys = {key(dataclasses.replace(base, **change)) for change in changing}
+    assert as_written_before not in keys and len(keys) == len(changing)
+    for same in ({"resamples": 10}, {"workers": 1}, {"warmup": False}, {"progress": False}, {"out": tmp_path},
+                 {"reference": "gradcam"}, {"device": "cpu"}):
+        assert key(dataclasses.replace(base, **same)) == as_written_before, same
