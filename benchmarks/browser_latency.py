@@ -43,24 +43,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import ROOT
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the serving harness, from this checkout
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.serving import (  # noqa: E402 (after the path above)
+    Server,
+    StartError,
+    parse_summary,
+    photographs,
+    server_status,
+    start_app,
+    stop_app,
+    terminate_as_interrupt,
+    wait_until_up,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: As the browser tests launch it (tests/test_app_browser.py).
@@ -68,15 +75,14 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]
-SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 #: Every URL but loopback's (a pattern, not a Python function, so that Playwright's driver matches
 #: it and loopback requests are not held up by a round trip through this process).
 BEYOND_LOOPBACK = re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$))")
 
-#: Seconds between the upload shown and the click (``--settle``): no one clicks Explain within a
-#: frame of seeing the photograph.
-SETTLE = [1.0]
+#: Seconds between the upload shown and the click (``--settle``'s default): no one clicks Explain
+#: within a frame of seeing the photograph.
+SETTLE_SECONDS = 1.0
 #: An init script: the page's clock at the click on Explain (a capture listener, before Gradio's
 #: own handler).
 RECORD_CLICKS = """(() => {
@@ -124,8 +130,24 @@ WATCH = """previous => {
   };
   requestAnimationFrame(step);
 }"""
-#: The summary's text (a ``gr.JSON`` in the closed ``#details`` accordion), or null.
+#: An init script: what the page copies to the clipboard is kept in ``window.__copied`` instead
+#: (the summary's Copy button writes the JSON itself, ``JSON.stringify`` of the shown value).
+CAPTURE_COPIES = """(() => {
+  window.__copied = null;
+  if (navigator.clipboard) navigator.clipboard.writeText = async text => { window.__copied = String(text); };
+})();"""
+#: The summary's text as shown (a ``gr.JSON`` in the closed ``#details`` accordion), or null: to
+#: see that a new summary has arrived.
 SUMMARY_TEXT = "() => document.querySelector('#summary-json')?.textContent ?? null"
+#: Presses the summary's Copy button (a script's click: it works in the closed accordion); false
+#: when there is no such button.
+COPY_SUMMARY = """() => {
+  window.__copied = null;
+  const button = document.querySelector('#summary-json button[aria-label="Copy"], #summary-json button[title="Copy"]');
+  if (!button) return false;
+  button.click();
+  return true;
+}"""
 #: The error Gradio shows for a failed event (a toast), or null.
 ERROR_TEXT = """() => {
   const toast = document.querySelector('.toast-body.error, [data-testid="toast-body"].error');
@@ -225,20 +247,6 @@ def summary_lines(run: Run, target: float) -> list[str]:
 # ---- photographs -------------------------------------------------------------------------------
 
 
-def photographs(folder: str | None) -> tuple[list[Path], bool]:
-    """``(files, seen)``: the photographs of ``folder`` (sorted), or the repository's examples;
-    ``seen`` when they are the examples the server explains at start (so already cached)."""
-    if folder is None:
-        found = sorted((ROOT / "assets").glob("*.jpg"))
-        seen = True
-    else:
-        found = sorted(p.resolve() for p in Path(folder).iterdir() if p.suffix.lower() in SUFFIXES)
-        seen = False
-    if not found:
-        raise SystemExit(f"no photographs in {folder or ROOT / 'assets'}")
-    return found, seen
-
-
 def variant(source: Path, into: Path, number: int, rng: random.Random) -> Path:
     """A crop (70–95 % of each side, anywhere) of ``source``, turned by 0/90/180/270° and maybe
     mirrored: a photograph the server has not seen (its cache is keyed by the file's bytes)."""
@@ -278,71 +286,7 @@ def pixel_size(path: Path) -> str:
         return f"{image.width}×{image.height}"
 
 
-# ---- the server --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, extra_env: dict[str, str], log: Path) -> subprocess.Popen:
-    """``python app.py`` on 127.0.0.1:``port`` in its own session (stopped by :func:`stop_server`,
-    not by the terminal's Ctrl-C), its output in ``log``."""
-    environment = {
-        **os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-        "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-        **extra_env,
-    }
-    with log.open("wb") as output:
-        return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
-                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_server(server: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Terminate, then kill after ``timeout`` seconds."""
-    if server.poll() is not None:
-        return
-    server.terminate()
-    try:
-        server.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=timeout)
-
-
-def tail(log: Path | None, characters: int = 2000) -> str:
-    if log is None or not log.exists():
-        return ""
-    return log.read_text(errors="replace")[-characters:]
-
-
-def wait_until_up(url: str, server: subprocess.Popen | None, log: Path | None, timeout: float) -> float:
-    """Until the page answers 200; returns the seconds it took."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if server is not None and server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}:\n{tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return time.monotonic() - began
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s:\n{tail(log)}")
-
-
-def server_status(url: str) -> dict | None:
-    """What ``/status`` says now (None when it cannot be asked)."""
-    from gradio_client import Client
-
-    try:
-        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
-        return client.predict(api_name="/status")
-    except Exception as exc:  # an older app without /status, or a busy one: reported, not fatal
-        return {"error": f"{type(exc).__name__}: {exc}"}
+# ---- the server's readiness ---------------------------------------------------------------
 
 
 def ready(status: dict | None) -> bool:
@@ -404,47 +348,46 @@ def response_bytes(response) -> int:
     return 0
 
 
-def read_request(page, before: str | None) -> dict[str, float | bool] | None:
-    """The summary's ``request`` figures, read from ``#summary-json``'s text (the accordion may be
-    closed) once it differs from ``before`` (the text at the click); if they are not in the text,
-    the accordion is opened, read and closed again."""
-    def parse(text: str | None) -> dict[str, float | bool] | None:
-        if not text or "server_seconds" not in text:
-            return None
-        found: dict[str, float | bool] = {}
-        for key in ("server_seconds", "explanation_seconds", "first_paint_seconds", "curve_seconds", "drawing_seconds"):
-            match = re.search(rf"{key}\W*([0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)", text)
-            if match:
-                found[key] = float(match.group(1))
-        match = re.search(r"\bcached\W*(true|false)", text, re.IGNORECASE)
-        if match:
-            found["cached"] = match.group(1).lower() == "true"
-        return found
+def copied_summary(page) -> dict | None:
+    """The summary the page shows, as the JSON its Copy button copies (parsed with ``json.loads``);
+    None when there is no button or nothing was copied."""
+    if not page.evaluate(COPY_SUMMARY):
+        return None
+    with contextlib.suppress(Exception):
+        page.wait_for_function("() => window.__copied != null", timeout=5_000)
+    return parse_summary(page.evaluate("() => window.__copied"))
 
+
+def read_request(page, before: str | None) -> dict[str, float | bool] | None:
+    """The summary's ``request`` record, read once ``#summary-json`` shows a summary other than
+    ``before`` (its text at the click; the accordion may be closed); if the summary cannot be read
+    so, the accordion is opened, the summary read and the accordion closed again."""
     with contextlib.suppress(Exception):  # the summary came with the heatmap: a short wait at most
         page.wait_for_function(f"before => {{ const text = ({SUMMARY_TEXT})(); return !!text && text !== before "
                                "&& text.includes('server_seconds'); }", arg=before, timeout=10_000)
-    figures = parse(page.evaluate(SUMMARY_TEXT))
-    if figures is None and page.locator("#details").count():
+    summary = copied_summary(page)
+    if summary is None and page.locator("#details").count():
         label = page.locator("#details button").first  # the accordion's label
         with contextlib.suppress(Exception):
             label.click(timeout=5_000)
             page.wait_for_function("() => (document.querySelector('#summary-json')?.textContent ?? '').includes('server_seconds')",
                                    timeout=10_000)
-            figures = parse(page.evaluate(SUMMARY_TEXT))
+            summary = copied_summary(page)
             label.click(timeout=5_000)
-    return figures
+    request = (summary or {}).get("request")
+    return request if isinstance(request, dict) else None
 
 
-def explain_one(page, photo: Path, timeout_ms: float) -> Figures:
-    """Upload ``photo``, click Explain, and measure (see the module docstring)."""
+def explain_one(page, photo: Path, timeout_ms: float, settle: float = SETTLE_SECONDS) -> Figures:
+    """Upload ``photo``, wait ``settle`` seconds, click Explain, and measure (see the module
+    docstring)."""
     figures = Figures(photo.name, pixel_size(photo))
     upload_before = page.evaluate("() => document.querySelector('#input-image img')?.src ?? ''")
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     page.wait_for_function(UPLOAD_SHOWN, arg=upload_before, timeout=timeout_ms)
     # a person looks at the photograph before pressing Explain: what the upload set off on the page
     # (the cleared outputs redrawn, the preview decoded) is not the click's
-    time.sleep(SETTLE[0])
+    time.sleep(settle)
     previous = page.evaluate(SHOWN_SOURCES)
     summary_before = page.evaluate(SUMMARY_TEXT)
     page.evaluate("() => { window.__bench = {click: null}; }")
@@ -493,8 +436,9 @@ def explain_one(page, photo: Path, timeout_ms: float) -> Figures:
     return figures
 
 
-def measure(url: str, photos: list[Path], viewport: dict[str, int], timeout: float) -> Run:
-    """Open the page and explain every photograph in turn."""
+def measure(url: str, photos: list[Path], viewport: dict[str, int], timeout: float,
+            settle: float = SETTLE_SECONDS) -> Run:
+    """Open the page and explain every photograph in turn (``settle``: see :func:`explain_one`)."""
     from playwright.sync_api import sync_playwright
 
     run = Run()
@@ -506,12 +450,13 @@ def measure(url: str, photos: list[Path], viewport: dict[str, int], timeout: flo
             page = context.new_page()
             page.set_default_timeout(timeout * 1000)
             page.add_init_script(RECORD_CLICKS)
+            page.add_init_script(CAPTURE_COPIES)
             began = time.perf_counter()
             page.goto(url)
             page.wait_for_selector("#explain-btn")
             print(f"page open in {time.perf_counter() - began:.2f} s at {viewport['width']}×{viewport['height']}", flush=True)
             for index, photo in enumerate(photos, 1):
-                figures = explain_one(page, photo, timeout * 1000)
+                figures = explain_one(page, photo, timeout * 1000, settle)
                 run.figures.append(figures)
                 print(figures.line(index, len(photos)), flush=True)
         finally:
@@ -537,20 +482,6 @@ def environment_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM handled like Ctrl-C, so that the ``finally`` stopping the server runs."""
-
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=8, help="photographs to explain, one after another")
@@ -560,7 +491,7 @@ def main() -> int:
                         help="after the page answers, up to this many seconds for the server's background "
                              "compilation and examples (polling /status)")
     parser.add_argument("--viewport", type=viewport_size, default=viewport_size("1280x720"), help="WIDTHxHEIGHT")
-    parser.add_argument("--settle", type=float, default=SETTLE[0],
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                         help="seconds between the upload shown and the click (a person looking at it)")
     parser.add_argument("--target", type=float, default=0.60, help="seconds for the median click → heatmap shown")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one photograph may take")
@@ -569,41 +500,37 @@ def main() -> int:
     parser.add_argument("--env", type=environment_pair, action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the server (repeatable)")
     args = parser.parse_args()
-    SETTLE[0] = args.settle
     if args.count < 1:
         parser.error("--count must be at least 1")
     if not CHROMIUM.exists():
         raise SystemExit(f"needs Debian's chromium at {CHROMIUM}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
 
-    server: subprocess.Popen | None = None
+    server: Server | None = None
     with tempfile.TemporaryDirectory(prefix="browser_latency_") as scratch, terminate_as_interrupt():
-        log = Path(scratch) / "server.log"
         try:
-            files, seen = photographs(args.images)
-            photos = choose(files, seen, args.count, Path(scratch), seed)
-            if args.url:
-                url = args.url.rstrip("/")
-            else:
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                server = start_server(port, dict(args.env), log)
-            print(f"app at {url}{f' (pid {server.pid}, python app.py)' if server else ''}; "
+            files = photographs(args.images or ROOT / "assets")
+            photos = choose(files, not args.images, args.count, Path(scratch), seed)
+            # an app already running is only waited for; a new one runs until the end
+            server = Server(args.url.rstrip("/")) if args.url else start_app(dict(args.env), Path(scratch) / "server.log")
+            print(f"app at {server.url}{f' (pid {server.pid}, python app.py)' if server.process else ''}; "
                   f"{len(photos)} photograph{'s' if len(photos) != 1 else ''} ({'variants, seed ' + str(seed) if any(p.parent == Path(scratch) for p in photos) else 'as they are'})",
                   flush=True)
-            up = wait_until_up(url, server, log if server else None, args.start_timeout)
+            up = wait_until_up(server, args.start_timeout)
             print(f"page answered after {up:.1f} s", flush=True)
-            status = compile_wait(url, args.compile_wait) if args.compile_wait > 0 else server_status(url)
+            status = compile_wait(server.url, args.compile_wait) if args.compile_wait > 0 else server_status(server.url)
             print(f"when measuring starts, {describe_status(status)}", flush=True)
-            run = measure(url, photos, args.viewport, args.timeout)
+            run = measure(server.url, photos, args.viewport, args.timeout, args.settle)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except (FileNotFoundError, StartError) as exc:  # no photographs; a server that did not answer
+            raise SystemExit(str(exc)) from None
         finally:
-            if server is not None:
-                stop_server(server)
-                if server.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-                    print(f"the server ended with {server.returncode}:\n{tail(log)}", file=sys.stderr)
+            if server is not None and server.process is not None:
+                stop_app(server, timeout=20.0)
+                if server.ended_badly():
+                    print(f"the server ended with {server.returncode}:\n{server.log_tail()}", file=sys.stderr)
     print("\n".join(summary_lines(run, args.target)))
     return 0 if run.measured() else 1
 

@@ -42,31 +42,48 @@ import argparse
 import contextlib
 import functools
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the library and the app's settings, from this checkout
+if str(ROOT) not in sys.path:  # the serving harness, the library and the app, from this checkout
     sys.path.insert(0, str(ROOT))
 
-from clustercamapp.memory import QUIET_TRIM_SECONDS  # noqa: E402 (after the path above)
+from benchmarks.serving import (  # noqa: E402 (after the path above)
+    StartError,
+    cpu_seconds,
+    photographs,
+    queue_size,
+    rss_mb,
+    serve_app,
+    summary_request,
+    terminate_as_interrupt,
+)
 
-#: Whether each client downloads every file of every answer (``--download``). A browser fetches
-#: only the pictures it shows, lazily; gradio_client by default fetches all ~25 files at once.
-DOWNLOAD = [False]
-#: Whether each client explains as the page does (``--as-page``: two chained steps) or as an API
-#: caller (one /explain call).
-AS_PAGE = [False]
 EXAMPLES = ["chelsea.jpg", "coffee.jpg", "cat_and_coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg"]
+
+
+@dataclass(frozen=True)
+class ClientStyle:
+    """How each client calls the app."""
+
+    #: download every file of every answer (``--download``); a browser fetches only the pictures
+    #: it shows, lazily, and gradio_client by default fetches all ~25 files at once
+    download: bool = False
+    #: explain as the page does (``--as-page``: two chained steps) rather than as an API caller
+    #: (one /explain call)
+    as_page: bool = False
+
+    def client(self, url: str):
+        from gradio_client import Client
+
+        return Client(url, verbose=False, analytics_enabled=False, download_files=self.download)
 
 
 @dataclass
@@ -141,58 +158,17 @@ class LoadReport:
         ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python app.py`` on 127.0.0.1:``port``."""
-    environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-                   "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_until_up(url: str, server: subprocess.Popen | None, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server is not None and server.poll() is not None:
-            raise RuntimeError(f"the server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up in {timeout} s")
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (None: this one), its threads together."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
-def rss_mb(pid: int) -> float:
-    """The server's resident size, read at rest: once it has been quiet long enough to give its free
-    memory back (``QUIET_TRIM_SECONDS`` after its last request, ``CLUSTERCAM_APP_TRIM_AFTER``)."""
-    time.sleep(QUIET_TRIM_SECONDS + 0.5)
-    return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def explain_call(client, image: str | Path, seed: int = 0) -> dict:
+def explain_call(client, image: str | Path, seed: int = 0, *, as_page: bool = False) -> dict:
     """One explanation with the page's defaults (``seed`` makes a new request of the same image);
     returns the summary's ``request`` record with the latency of the heatmap in view. By default
-    one /explain call (its first message is the heatmap in view); with ``--as-page`` the page's
-    two steps, /explain_first then /explain_rest in the same session, as a browser sends them
-    (without the browser's wait for the paint between them)."""
+    one /explain call (its first message is the heatmap in view); ``as_page`` (``--as-page``) the
+    page's two steps, /explain_first then /explain_rest in the same session, as a browser sends
+    them (without the browser's wait for the paint between them)."""
     from gradio_client import handle_file
 
     path = image if Path(image).is_absolute() else ROOT / "assets" / image
     began = time.perf_counter()
-    if AS_PAGE[0]:
+    if as_page:
         # an undocumented endpoint takes its inputs in order: /explain's, with their defaults
         parameters = explain_parameters(client)
         chosen = {"image": handle_file(str(path)), "model": "efficientnet_lite0", "seed": seed}
@@ -217,11 +193,6 @@ def explain_parameters(client) -> list[dict]:
     return client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/explain"]["parameters"]
 
 
-def summary_request(answer: tuple) -> dict:
-    """The summary's ``request`` record among an answer's outputs."""
-    return next(value["request"] for value in answer if isinstance(value, dict) and "request" in value)
-
-
 def record(report: LoadReport, began: float, request: dict | None, error: str) -> None:
     latency = time.perf_counter() - began
     report.calls += 1
@@ -240,11 +211,13 @@ def record(report: LoadReport, began: float, request: dict | None, error: str) -
         })
 
 
-def timed_explain(client, image: str | Path, seed: int, report: LoadReport, lock: threading.Lock | None = None) -> None:
-    """One /explain, its latency and server split (or its error) recorded in ``report``."""
+def timed_explain(client, image: str | Path, seed: int, report: LoadReport, lock: threading.Lock | None = None,
+                  *, as_page: bool = False) -> None:
+    """One explanation (:func:`explain_call`), its latency and server split (or its error)
+    recorded in ``report``."""
     began = time.perf_counter()
     try:
-        request, error = explain_call(client, image, seed), ""
+        request, error = explain_call(client, image, seed, as_page=as_page), ""
     except Exception as exc:  # a failed call is a finding, reported below
         request, error = None, f"{type(exc).__name__}: {exc}"
     with lock or contextlib.nullcontext():
@@ -262,57 +235,40 @@ def run_threads(target, count: int) -> float:
     return time.perf_counter() - began
 
 
-def photographs(folder: str | None) -> list[Path]:
-    """The photographs of ``folder`` (sorted), or none."""
-    if not folder:
-        return []
-    found = sorted(p.resolve() for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
-    if not found:
-        raise SystemExit(f"no photographs in {folder}")
-    return found
-
-
-def run_sequential(url: str, images: list[Path], count: int) -> LoadReport:
+def run_sequential(url: str, images: list[Path], count: int, style: ClientStyle = ClientStyle()) -> LoadReport:
     """One client, ``count`` different photographs one after another."""
-    from gradio_client import Client
-
-    client = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
+    client = style.client(url)
     report = LoadReport()
     chosen = images[-count:] if len(images) >= count else [EXAMPLES[i % len(EXAMPLES)] for i in range(count)]
     for index, image in enumerate(chosen):
-        timed_explain(client, image, 20_000 + index, report)
+        timed_explain(client, image, 20_000 + index, report, as_page=style.as_page)
     return report
 
 
 def poll_queue(url: str, report: LoadReport, stop: threading.Event) -> None:
+    """The largest queue length seen, every 0.2 s until ``stop``."""
     while not stop.is_set():
-        try:
-            status = httpx.get(f"{url}/gradio_api/queue/status", timeout=2).json()
-            report.max_queue = max(report.max_queue, int(status.get("queue_size", 0)))
-        except (httpx.HTTPError, ValueError):
-            pass
+        size = queue_size(url)
+        if size is not None:
+            report.max_queue = max(report.max_queue, size)
         stop.wait(0.2)
 
 
-def warm_server(url: str, warm_requests: int) -> None:
+def warm_server(url: str, warm_requests: int, style: ClientStyle = ClientStyle()) -> None:
     """Every example once (models, lazy imports, allocator pools), then as many distinct requests
     as the server's explanation cache holds: that cache (an LRU of at most 32 explanations, a few
     MB each) is memory the server keeps by design, so it is filled before growth is measured."""
-    from gradio_client import Client
-
-    warm = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
+    warm = style.client(url)
     for index in range(max(len(EXAMPLES), warm_requests)):
-        explain_call(warm, EXAMPLES[index % len(EXAMPLES)], seed=10_000 + index)
+        explain_call(warm, EXAMPLES[index % len(EXAMPLES)], seed=10_000 + index, as_page=style.as_page)
 
 
 def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = True, warm_requests: int = 32,
-             images: list[Path] | None = None) -> LoadReport:
-    """Warm up, then ``clients`` × ``calls`` concurrent /explain calls; measures as it goes."""
-    from gradio_client import Client
-
+             images: list[Path] | None = None, style: ClientStyle = ClientStyle()) -> LoadReport:
+    """Warm up, then ``clients`` × ``calls`` concurrent explanations; measures as it goes."""
     report = LoadReport(rss_start_mb=rss_mb(pid))
     if warm_up:
-        warm_server(url, warm_requests)
+        warm_server(url, warm_requests, style)
     report.rss_warm_mb = rss_mb(pid)
 
     marks: dict[str, float] = {}
@@ -323,14 +279,14 @@ def run_load(url: str, pid: int, *, clients: int, calls: int, warm_up: bool = Tr
     lock, start = threading.Lock(), threading.Barrier(clients, action=all_ready)
 
     def worker(index: int) -> None:
-        client = Client(url, verbose=False, analytics_enabled=False, download_files=DOWNLOAD[0])
+        client = style.client(url)
         start.wait()
         for call in range(calls):
             if images:  # every call its own photograph
                 image, seed = images[(index * calls + call) % len(images)], 0
             else:  # a third of the clients send the same example at once; the others new requests
                 image, seed = ("cat_and_coffee.jpg", 0) if index % 3 == 0 else (EXAMPLES[(index + call) % len(EXAMPLES)], 100 + index * calls + call)
-            timed_explain(client, image, seed, report, lock)
+            timed_explain(client, image, seed, report, lock, as_page=style.as_page)
 
     stop = threading.Event()
     poller = threading.Thread(target=poll_queue, args=(url, report, stop), daemon=True)
@@ -424,10 +380,11 @@ def wait_idle(url: str, timeout: float = 120) -> None:
 
 def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, images: list[Path],
               think: float = 0.0, warm_requests: int = 32, warm_study: bool | float = True,
-              baseline: bool = True, first: int = 0) -> MixedReport:
+              baseline: bool = True, first: int = 0, style: ClientStyle = ClientStyle()) -> MixedReport:
     """``heavy`` clients repeat the most expensive accepted study while ``explainers`` clients
     explain ``calls`` different photographs each (numbered from ``first``: another round can use
-    other photographs or seeds); see the module docstring."""
+    other photographs or seeds); see the module docstring. The explainers never download the
+    answers' files (``style.download`` applies to the warm-up)."""
     from gradio_client import Client, handle_file
 
     status = Client(url, verbose=False, analytics_enabled=False).predict(api_name="/lanes")
@@ -448,7 +405,7 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
         job.result()
 
     rss_start = rss_mb(pid)
-    warm_server(url, warm_requests)
+    warm_server(url, warm_requests, style)
     if warm_study:  # the study copy of the model and the study's allocations (cut short after warm_study s)
         cut = threading.Event()
         if warm_study is not True:
@@ -484,7 +441,7 @@ def run_mixed(url: str, pid: int, *, heavy: int, explainers: int, calls: int, im
         for call in range(calls):
             number = first + offset + index * calls + call  # every call of both phases a different photograph
             image = images[number % len(images)] if images else EXAMPLES[number % len(EXAMPLES)]
-            timed_explain(client, image, 0 if images else 30_000 + number, into, lock)
+            timed_explain(client, image, 0 if images else 30_000 + number, into, lock, as_page=style.as_page)
             time.sleep(think)
 
     def explain_phase(into: LoadReport, offset: int) -> None:
@@ -528,45 +485,39 @@ def main() -> int:
     parser.add_argument("--compile-wait", type=float, default=150.0,
                         help="seconds to let the server compile its model in the background before measuring")
     args = parser.parse_args()
-    DOWNLOAD[0] = args.download
-    AS_PAGE[0] = args.as_page
-    images = photographs(args.images)
-
-    server = None
-    if args.url:
-        url, pid = args.url.rstrip("/"), args.pid
-        if pid is None:
-            parser.error("--url needs --pid (the server's process id) to read its memory")
-    else:
-        port = free_port()
-        server = start_server(port)
-        url, pid = f"http://127.0.0.1:{port}", server.pid
+    style = ClientStyle(download=args.download, as_page=args.as_page)
     try:
-        wait_until_up(url, server)
-        if server is not None and args.compile_wait > 0:
-            time.sleep(args.compile_wait)  # the app compiles its model in a background thread
-        if args.sequential:
-            sequential = run_sequential(url, images, args.sequential)
-            print(f"one client, {args.sequential} different photographs in turn: {sequential.successes}/"
-                  f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s (the heatmap in view: "
-                  f"{sequential.percentile(0.5, first=True):.2f} s); {sequential.split_line()}",
-                  *(f"error: {error}" for error in sequential.errors[:3]), sep="\n", flush=True)
-        if args.mixed:
-            mixed = run_mixed(url, pid, heavy=args.heavy, explainers=args.clients, calls=args.calls,
-                              images=images, think=args.think, warm_requests=args.warm_requests)
-            print(f"{args.heavy} study clients, {args.clients} explainers × {args.calls} photographs against {url}")
-            print("\n".join(mixed.lines()))
-            return 0 if mixed.ok and mixed.explain.growth_mb < args.max_growth_mb else 1
-        for round_number in range(1, args.rounds + 1):
-            report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
-                              warm_requests=args.warm_requests, images=images[: args.clients * args.calls])
-            print(f"round {round_number}: " + "; ".join(report.lines()[:4]), flush=True)
-            if report.server_cpu_s:
-                print(f"round {round_number}: {report.cpu_line()}", flush=True)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        images = photographs(args.images) if args.images else []
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+    if args.url and args.pid is None:
+        parser.error("--url needs --pid (the server's process id) to read its memory")
+    try:
+        with terminate_as_interrupt(), serve_app(url=args.url, pid=args.pid, timeout=180) as server:
+            url, pid = server.url, server.pid
+            if server.process is not None and args.compile_wait > 0:
+                time.sleep(args.compile_wait)  # the app compiles its model in a background thread
+            if args.sequential:
+                sequential = run_sequential(url, images, args.sequential, style)
+                print(f"one client, {args.sequential} different photographs in turn: {sequential.successes}/"
+                      f"{sequential.calls} succeeded, median {sequential.percentile(0.5):.2f} s (the heatmap in view: "
+                      f"{sequential.percentile(0.5, first=True):.2f} s); {sequential.split_line()}",
+                      *(f"error: {error}" for error in sequential.errors[:3]), sep="\n", flush=True)
+            if args.mixed:
+                mixed = run_mixed(url, pid, heavy=args.heavy, explainers=args.clients, calls=args.calls,
+                                  images=images, think=args.think, warm_requests=args.warm_requests, style=style)
+                print(f"{args.heavy} study clients, {args.clients} explainers × {args.calls} photographs against {url}")
+                print("\n".join(mixed.lines()))
+                return 0 if mixed.ok and mixed.explain.growth_mb < args.max_growth_mb else 1
+            for round_number in range(1, args.rounds + 1):
+                report = run_load(url, pid, clients=args.clients, calls=args.calls, warm_up=round_number == 1,
+                                  warm_requests=args.warm_requests, images=images[: args.clients * args.calls],
+                                  style=style)
+                print(f"round {round_number}: " + "; ".join(report.lines()[:4]), flush=True)
+                if report.server_cpu_s:
+                    print(f"round {round_number}: {report.cpu_line()}", flush=True)
+    except StartError as exc:
+        raise SystemExit(str(exc)) from None
     print(f"{args.clients} clients × {args.calls} /explain calls against {url}")
     print("\n".join(report.lines()))
     failed = report.successes != report.calls or report.growth_mb >= args.max_growth_mb

@@ -12,8 +12,10 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from benchmarks import load_test as load
+from benchmarks.serving import serve_app
+
 from .conftest import ASSETS
-from .test_load import load_script
 
 pytestmark = pytest.mark.slow
 
@@ -22,20 +24,13 @@ LONG_STUDY = {"methods": ["scorecam"]}
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, object]]:
-    load = load_script()
-    port = load.free_port()
-    process = load.start_server(port, env={
+def server(tmp_path_factory) -> Iterator[tuple[str, object]]:
+    """``python app.py`` with a small study budget and waiting room; yields (url, process)."""
+    with serve_app(env={
         "CLUSTERCAM_APP_STUDY_BUDGET": "2000", "CLUSTERCAM_APP_STUDY_WAITING": "2",
         "CLUSTERCAM_APP_CACHE_SIZE": "6", "GRADIO_HEARTBEAT_INTERVAL": "1",
-    })
-    url = f"http://127.0.0.1:{port}"
-    try:
-        load.wait_until_up(url, process)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    }, log=tmp_path_factory.mktemp("lanes") / "server.log") as served:
+        yield served.url, served.process
 
 
 def client(url: str) -> Client:
@@ -92,7 +87,6 @@ def test_a_study_over_the_budget_is_refused_with_a_message(server):
 
 def test_explainers_are_not_starved_by_a_repeated_heavy_study(server):
     url, process = server
-    load = load_script()
     # a first round fills the caches and the study's allocator arenas; memory is judged on the second,
     # as load_test.py --rounds does
     first = load.run_mixed(url, process.pid, heavy=1, explainers=3, calls=2, images=[], warm_requests=6,

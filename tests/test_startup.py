@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from benchmarks.serving import serve_app
 from clustercamapp.memory import QUIET_TRIM_SECONDS
 
-from .conftest import ASSETS, ROOT, free_port
+from .conftest import ASSETS
 
 pytestmark = pytest.mark.slow
 
@@ -36,21 +33,6 @@ FIRST_EXPLAIN = 3.0
 #: ... and by which its whole answer (tiles, β curve, summary, files) has arrived.
 FIRST_WHOLE = 6.0
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg", "grace_hopper.jpg", "cat_and_coffee.jpg")
-
-
-def wait_for_page(url: str, process: subprocess.Popen, timeout: float = 300) -> float:
-    """Poll until the page answers; the moment it did (``time.monotonic``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return time.monotonic()
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"the page did not answer within {timeout} s")
 
 
 def photographs(folder: Path, client: int) -> list[str]:
@@ -79,26 +61,6 @@ def variant(folder: Path, number: int) -> str:
     return str(path)
 
 
-@contextmanager
-def serving_app(environment: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen, float]]:
-    """``python app.py`` on a free loopback port with ``environment`` added, its output in ``log``;
-    yields (url, process, the moment the page answered) and stops it at the end."""
-    port = free_port()
-    environment = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-                   "GRADIO_ANALYTICS_ENABLED": "False", **environment}
-    with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            yield url, process, wait_for_page(url, process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 @pytest.fixture(scope="module")
 def started_server(tmp_path_factory):
     """``python app.py`` with compilation on and an empty compile cache; yields (url, moment the page
@@ -106,8 +68,8 @@ def started_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("startup")
     log = folder / "server.log"
     environment = {"CLUSTERCAM_COMPILE": "1", "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"), "PYTHONUNBUFFERED": "1"}
-    with serving_app(environment, log) as (url, _, answered):
-        yield url, answered, log, folder
+    with serve_app(environment, log) as server:
+        yield server.url, server.answered_at, log, folder
 
 
 def test_three_visitors_from_the_first_second_are_all_served(started_server):
@@ -155,7 +117,7 @@ def test_three_visitors_from_the_first_second_are_all_served(started_server):
         thread.join()
     first = min(results, key=lambda row: row[1] + row[2]) if results else None
     text = log.read_text(errors="replace")
-    with urllib.request.urlopen(url + "gradio_api/info", timeout=10):
+    with urllib.request.urlopen(f"{url}/gradio_api/info", timeout=10):
         pass  # still serving
     print(f"\n{len(results)} explanations in {SECONDS:.0f} s; the first shown {first[1] + first[2]:.2f} s and "
           f"whole {first[1] + first[3]:.2f} s after the page" if first else "no explanation")
@@ -190,8 +152,8 @@ def bounded_server(tmp_path_factory):
     within the test); yields (url, process id, folder)."""
     folder = tmp_path_factory.mktemp("memory")
     environment = {"CLUSTERCAM_COMPILE": "0", "CLUSTERCAM_APP_CACHE_SIZE": "8", "CLUSTERCAM_APP_SESSIONS": "24"}
-    with serving_app(environment, folder / "server.log") as (url, process, _):
-        yield url, process.pid, folder
+    with serve_app(environment, folder / "server.log") as server:
+        yield server.url, server.pid, folder
 
 
 def test_memory_stays_flat_as_new_visitors_come_and_go(bounded_server):
