@@ -7,6 +7,7 @@
 >>> result[0].heatmap.shape, result[0].base_index, result[0].scissors_index
 """
 
+# ruff: noqa: E402 (the imports below follow the call that must come before torch's import)
 from . import environment as _environment
 
 # Inductor fixes its cache folder when torch is first imported: point it at clustercam's own
