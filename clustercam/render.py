@@ -79,7 +79,12 @@ def masked_image(image: Image.Image, mask: ArrayLike, baseline_color: Sequence[f
     de-normalised masked tensor of :mod:`clustercam.maps`.
     """
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    weights = resize_heatmap(mask, image.size)[..., None]
+    return _blend(pixels, resize_heatmap(mask, image.size), baseline_color)
+
+
+def _blend(pixels: np.ndarray, weights: np.ndarray, baseline_color: Sequence[float]) -> Image.Image:
+    """``pixels·w + baseline·(1 − w)`` for an ``(H, W, 3)`` float image and ``(H, W)`` weights."""
+    weights = weights[..., None]
     color = np.asarray(baseline_color, dtype=np.float32).reshape(1, 1, 3)
     return Image.fromarray(np.clip(pixels * weights + color * (1 - weights), 0, 255).round().astype(np.uint8))
 
@@ -172,15 +177,27 @@ def _framed(tiles: list[Image.Image], explanation) -> list[Image.Image]:
     return framed
 
 
-def cluster_tiles(explanation, image_size: tuple[int, int], *, cmap: str = "viridis") -> list[Image.Image]:
-    """Each cluster mean map ``F̃_q`` (eq. 18), scaled to ``[0, 1]``, coloured, base/scissors framed."""
-    maps = explanation.masks  # F̃_q upsampled and min–max scaled: what was scored
-    return _framed([colorize(resize_heatmap(m, image_size), cmap) for m in maps], explanation)
+def resized_masks(explanation, size: tuple[int, int]) -> list[np.ndarray]:
+    """The ``Q`` masks ``H_q`` of an explanation resized to ``size = (width, height)``: computed once
+    and shared by :func:`cluster_tiles` and :func:`masked_tiles` when both are drawn."""
+    return [resize_heatmap(m, size) for m in explanation.masks]
 
 
-def masked_tiles(explanation, image: Image.Image, baseline_color: Sequence[float]) -> list[Image.Image]:
-    """Each masked input ``X ∘ H_q`` as the network saw it, base/scissors framed."""
-    return _framed([masked_image(image, m, baseline_color) for m in explanation.masks], explanation)
+def cluster_tiles(explanation, image_size: tuple[int, int], *, cmap: str = "viridis",
+                  resized: list[np.ndarray] | None = None) -> list[Image.Image]:
+    """Each cluster mean map ``F̃_q`` (eq. 18), scaled to ``[0, 1]``, coloured, base/scissors framed.
+    ``resized``: :func:`resized_masks` at ``image_size``, when already made."""
+    maps = resized if resized is not None else resized_masks(explanation, image_size)  # H_q: what was scored
+    return _framed([colorize(m, cmap) for m in maps], explanation)
+
+
+def masked_tiles(explanation, image: Image.Image, baseline_color: Sequence[float], *,
+                 resized: list[np.ndarray] | None = None) -> list[Image.Image]:
+    """Each masked input ``X ∘ H_q`` as the network saw it, base/scissors framed. ``resized``:
+    :func:`resized_masks` at the image's size, when already made."""
+    maps = resized if resized is not None else resized_masks(explanation, image.size)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)  # once for the Q tiles
+    return _framed([_blend(pixels, m, baseline_color) for m in maps], explanation)
 
 
 def cluster_sheet(explanation, image: Image.Image, *, title: str | None = None) -> Image.Image:

@@ -81,10 +81,11 @@ def tile_caption(one: ClusterExplanation, q: int, language: str = DEFAULT_LANGUA
     return say("drawing.tile", language, q=q, score=score)
 
 
-def cluster_tiles(one: ClusterExplanation, size: tuple[int, int],
-                  language: str = DEFAULT_LANGUAGE) -> list[tuple[Image.Image, str]]:
-    """The Q cluster mean maps (eq. 18) with short captions; base solid-framed, scissors dashed."""
-    tiles = render.cluster_tiles(one, size)
+def cluster_tiles(one: ClusterExplanation, size: tuple[int, int], language: str = DEFAULT_LANGUAGE,
+                  resized: list[np.ndarray] | None = None) -> list[tuple[Image.Image, str]]:
+    """The Q cluster mean maps (eq. 18) with short captions; base solid-framed, scissors dashed
+    (``resized``: :func:`clustercam.render.resized_masks` at ``size``, when already made)."""
+    tiles = render.cluster_tiles(one, size, resized=resized)
     return [(tile, tile_caption(one, q, language)) for q, tile in enumerate(tiles)]
 
 
@@ -104,10 +105,10 @@ def feature_tiles(activations: Any, labels: Any, size: tuple[int, int], count: i
     return tiles
 
 
-def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any,
-                 language: str = DEFAULT_LANGUAGE) -> list[tuple[Image.Image, str]]:
+def masked_tiles(one: ClusterExplanation, thumbnail: Image.Image, baseline: Any, language: str = DEFAULT_LANGUAGE,
+                 resized: list[np.ndarray] | None = None) -> list[tuple[Image.Image, str]]:
     """The Q masked inputs X∘H_q (eq. 19), as the network saw them, with short captions."""
-    tiles = render.masked_tiles(one, thumbnail, baseline)
+    tiles = render.masked_tiles(one, thumbnail, baseline, resized=resized)
     return [(tile, tile_caption(one, q, language)) for q, tile in enumerate(tiles)]
 
 
@@ -324,8 +325,9 @@ def render_view(entry: Any, view: View, parts: frozenset[str] | set[str] = PARTS
     if "roles" in parts:
         pictures.base_map, pictures.scissors_map = role_maps(one, entry.thumbnail.size, cmap)
     if "details" in parts:
-        pictures.clusters = cluster_tiles(one, entry.thumbnail.size, language)
-        pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color, language)
+        resized = render.resized_masks(one, entry.thumbnail.size)  # once for both galleries
+        pictures.clusters = cluster_tiles(one, entry.thumbnail.size, language, resized)
+        pictures.masked = masked_tiles(one, entry.thumbnail, entry.explained.baseline_color, language, resized)
         pictures.scores_chart = scores_chart(spec, one)
         pictures.scores_table = scores_table(spec, one, language)
     if "top5" in parts:

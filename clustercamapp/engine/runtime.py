@@ -4,8 +4,7 @@ torch threads its network work gets, and the priority of background threads.
 One small object, :data:`RUNTIME`, holds the lane's state behind one lock (no module-level
 counters): :meth:`Runtime.explaining` marks a request in flight; background work (the examples'
 warm-up) waits while :meth:`Runtime.requests_in_flight` is non-zero; an explanation's network work
-uses every core when it is the lane's only request and its share of them when others are in
-flight (:meth:`Runtime.network_threads`, measured in docs/benchmarks.md); once the lane has been
+uses every core (:meth:`Runtime.network_threads`, measured in docs/benchmarks.md); once the lane has been
 quiet for ``CLUSTERCAM_APP_TRIM_AFTER`` seconds, malloc's free pages go back to the system
 (:func:`clustercamapp.memory.release_free_memory`), not as each request leaves (a request's two
 messages, or one visitor's Explain and β move, would each take their pages again zeroed).
@@ -47,7 +46,6 @@ class Runtime:
                  trim: Callable[[], bool] = memory.release_free_memory, background_nice: int = 19):
         self.concurrency, self.threads, self.trim_after = concurrency, threads, trim_after
         self.trim, self.background_nice = trim, background_nice
-        self.cores = torch.get_num_threads()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._last_left = time.monotonic()
@@ -87,14 +85,12 @@ class Runtime:
             return self._trim_pending
 
     def network_threads(self) -> int | None:
-        """Torch threads for an explanation's network work, chosen when it starts: the configured
-        number; else every core (None) when it is the only request in flight, and
-        ``cores // concurrency`` when others are (two requests each on every core oversubscribe them)."""
-        if self.threads:
-            return self.threads
-        with self._lock:
-            others = self._in_flight > 1
-        return max(1, self.cores // self.concurrency) if others else None
+        """Torch threads for an explanation's network work: the configured number, else every core
+        (None), also while other requests are in flight. A compiled graph holds the interpreter's
+        lock for its whole run, so no other request's Python work runs beside it: a graph given
+        half the cores left the other half idle (30 new photographs at once, 2 cores: heatmap p95
+        9.1-10.2 s with a share of the cores, 7.3-8.0 s with every core; docs/benchmarks.md)."""
+        return self.threads
 
     def lower_priority(self) -> None:
         """Lower the calling thread's CPU priority (Linux: a thread has its own nice value), so that

@@ -107,7 +107,7 @@ class ExplainTab(ExplainLayout):
     def explain_first(self, settings: Settings, progress: Any = None) -> dict[Any, Any]:
         """Explain, step 1: the explanation (network work, or the cache) and what is in view."""
         request = stages.Request()
-        with RUNTIME.explaining():  # other requests in flight share the cores (Runtime.network_threads)
+        with RUNTIME.explaining():  # the lane's requests in flight (the heap is trimmed once it is quiet)
             entry, target = stages.explanation(settings, request, progress)
             session = ExplainSession(entry.key, target, settings.beta, settings.colormap)
             out = self._path(entry, session, "first", request)
