@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -44,7 +45,7 @@ import torch
 from clustercam import environment
 from clustercam.methods import METHODS
 from clustercam.network import before_each_pass
-from clustercam.zoo import ModelSpec
+from clustercam.zoo import LayerInfo, ModelSpec
 
 from .common import UserError
 from .engine import RUNTIME, get_model, model_lock
@@ -123,22 +124,32 @@ class StudyCost:
                    advice=self.advice).strip()
 
 
-def method_passes(method: str, channels: int, options: dict) -> int:
-    """Passes of one method on one image at a layer of ``channels`` maps (forward + backward)."""
+def method_passes(method: str, layer: LayerInfo, options: dict, shape: tuple[int, int] | None = None,
+                  input_size: int | None = None) -> int:
+    """Passes of one method on one image at ``layer`` (forward + backward). ``shape``: the network
+    input's ``(height, width)``, of which the layer's grid is taken (its probe grid at the square
+    ``input_size`` scaled, rounded up); without it, the probe's own grid."""
     cls = METHODS[method]
     accepted = set(cls.option_names())
-    forward, backward = cls.planned_passes(channels, **{k: v for k, v in options.items() if k in accepted})
+    height, width = layer.height, layer.width
+    if shape is not None and input_size:
+        height, width = math.ceil(layer.height * shape[0] / input_size), math.ceil(layer.width * shape[1] / input_size)
+    forward, backward = cls.planned_passes(layer.channels, height=height, width=width,
+                                           **{k: v for k, v in options.items() if k in accepted})
     return forward + backward
 
 
-def compare_cost(spec: ModelSpec, layer: str, methods: Sequence[str], options: dict, budget: int = STUDY_BUDGET) -> StudyCost:
+def compare_cost(spec: ModelSpec, layer: str, methods: Sequence[str], options: dict, budget: int = STUDY_BUDGET,
+                 shape: tuple[int, int] | None = None) -> StudyCost:
     """The cost of ``/compare``: each method's passes at ``layer`` plus one scoring pass (the
-    image masked by its heatmap). Its advice names what to untick and the deepest layer where
-    the same methods fit."""
-    channels = {info.name: info.channels for info in spec.layers()}
+    image masked by its heatmap), for a network input of ``shape`` (default the square). Its
+    advice names what to untick and the deepest layer where the same methods fit."""
+    infos = {info.name: info for info in spec.layers()}
+    channels = {name: info.channels for name, info in infos.items()}
 
     def parts_at(name: str) -> tuple[tuple[str, int], ...]:
-        return tuple((METHODS[m].title, method_passes(m, channels[name], options) + 1) for m in methods)
+        return tuple((METHODS[m].title, method_passes(m, infos[name], options, shape, spec.input_size) + 1)
+                     for m in methods)
 
     parts = parts_at(layer)
     total = sum(passes for _, passes in parts)
@@ -154,7 +165,7 @@ def compare_cost(spec: ModelSpec, layer: str, methods: Sequence[str], options: d
         keep = say("lanes.rest_fits", rest=rest) if 0 < rest <= budget else ""
         fitting = [name for name in channels if name.count(".") <= 1 and sum(p for _, p in parts_at(name)) <= budget]
         where = say("lanes.earlier_layer", layer=fitting[-1], maps=channels[fitting[-1]]) if fitting else ""
-        cheap = method_passes("clustercam", channels[layer], options) + 1
+        cheap = method_passes("clustercam", infos[layer], options) + 1
         advice = say("lanes.advice", parts=say("lanes.and").join(untick), rest=keep, layer=where, passes=cheap)
     return StudyCost(say("lanes.what.compare"), parts, advice)
 

@@ -34,7 +34,7 @@ from clustercam.render import BASE_COLOR, SCISSORS_COLOR
 from clustercamapp import engine
 from clustercamapp.controls import layers
 from clustercamapp.i18n import say
-from clustercamapp.settings import SETTING_NAMES
+from clustercamapp.settings import SETTING_NAMES, Settings
 from clustercamapp.tabs import compare as compare_tab
 from clustercamapp.tabs import learn
 from clustercamapp.tabs import sweeps as sweeps_tab
@@ -555,11 +555,16 @@ def test_a_model_that_cannot_be_downloaded_is_put_back_and_the_app_keeps_working
 
 
 def test_compare_gives_costs_and_metrics_per_method():
-    gallery, table = compare_tab.compare_listener(*values(), ["clustercam", "gradcam", "xgradcam"])
-    assert len(gallery) == 4 and gallery[0][1] == "Input · Egyptian cat"
-    assert list(table["method"]) == ["Cluster-CAM", "Grad-CAM", "XGrad-CAM"]
+    gallery, table = compare_tab.compare_listener(*values(), ["clustercam", "gradcam", "xgradcam", "reciprocam"])
+    assert len(gallery) == 5 and gallery[0][1] == "Input · Egyptian cat"
+    assert list(table["method"]) == ["Cluster-CAM", "Grad-CAM", "XGrad-CAM", "Recipro-CAM"]
     passes = dict(zip(table["method"], zip(table["forward"], table["backward"], strict=True), strict=True))
     assert passes["Cluster-CAM"] == (1 + DEFAULT_Q, 0) and passes["Grad-CAM"] == (1, 1)
+    # Recipro-CAM: one full pass and a tail of h·w + 1 rows (bn2's 7 × 11 grid for the 352 × 224 input)
+    tails = dict(zip(table["method"], table["of which tail rows"], strict=True))
+    assert passes["Recipro-CAM"] == (1 + 7 * 11 + 1, 0) and tails == {"Cluster-CAM": 0, "Grad-CAM": 0, "XGrad-CAM": 0,
+                                                                     "Recipro-CAM": 7 * 11 + 1}
+    assert compare_tab.compare_passes(Settings.parse(image=CHELSEA), ["reciprocam"]) == 1 + 7 * 11 + 1 + 1  # + its scoring pass
     assert table["drop (%)"].between(0, 100).all() and set(table["increase"]) <= {"yes", "no"}
     y, o = table["Y"], table["O"]
     assert (y == y.iloc[0]).all()  # one image, one class: the same Y for every method

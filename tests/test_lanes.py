@@ -35,12 +35,21 @@ LAYER = "blocks.2"  # 40 feature maps: every method runs in a second or two
 def test_planned_passes_are_the_passes_each_method_makes(spec, chelsea, method):
     cls = METHODS[method]
     options = {"n_samples": 3} if method == "smoothgradcam++" else {}
-    channels = next(info.channels for info in spec.layers() if info.name == LAYER)
-    forward, backward = cls.planned_passes(channels, **options)
+    layer = "bn2" if method == "reciprocam" else LAYER  # one tail row per position: 70 at bn2, 1,176 at blocks.2
+    info = next(info for info in spec.layers() if info.name == layer)
+    shape = (224, 352)  # the network input of the 451 × 300 cat photograph: the layer's grid follows it
+    grid = lanes.method_passes(method, info, options, shape, spec.input_size)
+    forward, backward = cls.planned_passes(info.channels, height=info.height, width=info.width, **options)  # the square's
     before = forward_images()
-    result = explain_image(spec, chelsea, method=method, layer=LAYER, **options).result
+    result = explain_image(spec, chelsea, method=method, layer=layer, **options).result
+    assert tuple(result.heatmaps.shape[-2:]) == shape
     assert result.backward_passes == backward
     through_network = forward_images() - before
+    if method == "reciprocam":  # the grid of this photograph's input, not the square probe's
+        assert result.forward_passes + backward == grid == 1 + 7 * 11 + 1 and forward == 1 + 7 * 7 + 1
+        assert through_network == 1 + result.extras["head_passes"]
+        return
+    channels = info.channels
     if method == "ablationcam":  # the ablated rows go through the tail, one head pass per batch of rows
         assert through_network == 1 + result.extras["head_passes"]
     else:  # every counted pass went through the Network, where a study is checked between batches
@@ -60,6 +69,8 @@ def test_planned_passes_follow_the_options():
     assert METHODS["ablationcam"].planned_passes(40, mode="full") == (41, 0)
     assert METHODS["groupcam"].planned_passes(16, groups=32) == (18, 1)
     assert METHODS["gradcam"].planned_passes(1280) == (1, 1)
+    assert METHODS["reciprocam"].planned_passes(1280, height=7, width=10) == (1 + 70 + 1, 0)
+    assert METHODS["reciprocam"].planned_passes(1280, height=7, width=10, mode="full") == (1 + 70, 0)
 
 
 def test_the_stated_cost_of_a_comparison_is_the_passes_its_table_reports(spec):

@@ -164,7 +164,7 @@ def test_step_by_step_notebook_runs_and_shows_each_step():
     assert len(table) >= 5, text
     assert all(cup < cat for _, cat, cup in table)
     assert min(cup for _, _, cup in table) < 0.5
-    assert len(re.findall(r"(Cluster-CAM|Grad-CAM)\s*: average drop", text)) == 4
+    assert len(re.findall(r"(Cluster-CAM|Grad-CAM|Recipro-CAM)\s*: average drop", text)) == 6
 
 
 @pytest.mark.slow

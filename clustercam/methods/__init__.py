@@ -18,6 +18,7 @@ from .cluster import (
 from .gradient import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM
 from .group import GroupCAM
 from .presets import DEFAULT_PRESET, PRESET_NOTES, PRESETS, preset_options
+from .reciprocam import ReciproCAM
 from .score import ScoreCAM
 
 #: name → class; every class takes ``(model, layer=None, *, batch_size=..., **options)``.
@@ -30,6 +31,7 @@ METHODS: dict[str, type[BaseCAM]] = {
     "ablationcam": AblationCAM,
     "scorecam": ScoreCAM,
     "groupcam": GroupCAM,
+    "reciprocam": ReciproCAM,
 }
 
 
@@ -60,6 +62,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "GroupCAM",
+    "ReciproCAM",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
     "XGradCAM",

@@ -4,13 +4,11 @@
 ``S_{c,n}`` its logit when feature map ``n`` of the target layer is set to zero; the map is then
 eq. 1, ``ReLU(Σ_n α_n F_n)``.
 
-**Speed.** Ablating a channel changes nothing *before* the target layer, so where the layer's
-output feeds the rest of the network directly only what follows the layer is re-run. The network
-is called on a batch of *one* copy of the image, and a forward hook on the target layer replaces
-the layer's output with a batch of ``k`` ablated copies of the captured activations (channel
-``n`` zeroed in row ``n``): the layers before the target run once per chunk of ``batch_size``
-rows, those after it ``k`` times, and broadcasting makes residual additions of one-image tensors
-to the ``k``-row tensor work. This *tail* mode is validated once per call: the first chunk carries
+**Speed.** Ablating a channel changes nothing *before* the target layer, so only what follows the
+layer is re-run (:class:`clustercam.tail.Tail`): the network is called on *one* copy of the image
+and the layer's output replaced by ``k`` ablated copies of the captured activations (channel ``n``
+zeroed in row ``n``); the layers before the target run once per chunk of ``batch_size`` rows,
+those after it ``k`` times. This *tail* mode is validated once per call: the first chunk carries
 one extra, un-ablated row whose logits must reproduce the original logits (relative tolerance
 ``1e-4``). If they do not, if the result has the wrong batch size, or if the pass raises (e.g. a
 concatenation with a one-image tensor), every chunk is instead evaluated by *full* re-runs of the
@@ -20,7 +18,8 @@ says which mode ran (``"tail"`` or ``"full"``) and ``extras["tail_fallback_reaso
 **Pass counts.** Forward passes count the rows evaluated through the network's tail: the ``N``
 ablated rows per image, plus the one validation row in tail mode (plus the original pass that
 :class:`~clustercam.methods.base.BaseCAM` always counts). The per-chunk one-image passes through the
-layers *before* the target are reported in ``extras["head_passes"]``.
+layers *before* the target are reported in ``extras["head_passes"]``, the rows through the tail
+alone in ``extras["tail_rows"]`` (0 in full mode).
 
 **Ablation value and pytorch-grad-cam.** Eq. 7 sets the map to zero (``ablation_value=0.0``, the
 default). pytorch-grad-cam's ``AblationLayer`` (grad-cam 1.5.7) zeroes the map only when the
@@ -34,46 +33,13 @@ one follows the paper.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
+from ..tail import VALIDATION_RTOL, Tail, TailMismatchError, replaced_output
 from .base import ChannelWeights, ForwardState, WeightedCAM
 
-#: Relative tolerance of the tail-mode validation (logits of the un-ablated row vs the original).
-VALIDATION_RTOL = 1e-4
-
-
-class TailMismatchError(RuntimeError):
-    """The tail-only pass did not reproduce the network's output."""
-
-
-@contextmanager
-def replaced_output(layer: nn.Module, replacement: torch.Tensor) -> Iterator[None]:
-    """Make ``layer`` output ``replacement`` during forward passes; the hook is always removed.
-
-    Raises ``ValueError`` after the pass if the layer ran more than once (its output would be
-    ambiguous).
-    """
-    calls = 0
-
-    def hook(_module: nn.Module, _inputs: object, _output: object) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        return replacement
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-    if calls > 1:
-        raise ValueError(
-            "The target layer runs more than once per forward pass, so its output cannot be "
-            "ablated unambiguously; pick another layer."
-        )
+__all__ = ["VALIDATION_RTOL", "AblationCAM", "TailMismatchError", "ablated_copies", "replaced_output"]
 
 
 def ablated_copies(activations: torch.Tensor, channels: torch.Tensor, value: float) -> torch.Tensor:
@@ -123,17 +89,6 @@ class AblationCAM(WeightedCAM):
         """``1 + N`` rows, ``+ 1`` validation row unless ``mode="full"``."""
         return 1 + int(channels) + int(options.get("mode", "auto") != "full"), 0
 
-    def _logits(self, image: torch.Tensor, rows: torch.Tensor, tail: bool) -> torch.Tensor:
-        """Logits with the layer's output replaced by ``rows``; ``image`` is ``(1, C, H, W)``."""
-        inputs = image if tail else image.expand(rows.shape[0], *image.shape[1:])
-        with replaced_output(self.layer, rows):
-            logits = self.network.eager(inputs)
-        if logits.shape[0] != rows.shape[0]:
-            raise TailMismatchError(
-                f"{rows.shape[0]} ablated rows gave {logits.shape[0]} rows of logits."
-            )
-        return logits.float()
-
     def _validated_tail(
         self, state: ForwardState, channels: torch.Tensor
     ) -> tuple[torch.Tensor | None, str, int]:
@@ -142,21 +97,9 @@ class AblationCAM(WeightedCAM):
         Returns ``(logits of the ablated rows, "", rows evaluated)`` on success and
         ``(None, reason, rows evaluated)`` when tail mode does not reproduce the network.
         """
-        with_check = torch.cat([channels.new_tensor([-1]), channels])
-        rows = ablated_copies(state.activations[0], with_check, self.ablation_value)
-        try:
-            logits = self._logits(state.inputs[:1], rows, tail=True)
-        except TailMismatchError as error:
-            return None, str(error), rows.shape[0]
-        except RuntimeError as error:  # shape errors of one-image tensors meeting k rows
-            return None, f"{type(error).__name__}: {error}", 0
-        expected = state.logits[0].float()
-        tolerance = VALIDATION_RTOL * float(expected.abs().max())
-        if not torch.allclose(logits[0], expected, rtol=VALIDATION_RTOL, atol=tolerance):
-            error = (logits[0] - expected).abs().max().item()
-            reason = f"the un-ablated row's logits differ from the original by up to {error:.3g}"
-            return None, reason, rows.shape[0]
-        return logits[1:], "", rows.shape[0]
+        rows = ablated_copies(state.activations[0], channels, self.ablation_value)
+        check = Tail(self.network, self.layer).validated(state.inputs[:1], state.activations[:1], state.logits[0], rows)
+        return check.logits, check.reason, check.rows_run
 
     @torch.inference_mode()
     def weights(self, state: ForwardState) -> ChannelWeights:
@@ -181,7 +124,7 @@ class AblationCAM(WeightedCAM):
                     logits = first_chunk
                 else:
                     rows = ablated_copies(state.activations[b], chunk, self.ablation_value)
-                    logits = self._logits(state.inputs[b : b + 1], rows, tail=tail)
+                    logits = Tail(self.network, self.layer).logits(state.inputs[b : b + 1], rows, full=not tail)
                     rows_evaluated += chunk.shape[0]
                     head_passes += 1 if tail else chunk.shape[0]
                 scores[b, chunk] = logits[:, target]
@@ -191,6 +134,7 @@ class AblationCAM(WeightedCAM):
             "ablation_mode": "tail" if tail else "full",
             "tail_fallback_reason": reason,
             "head_passes": head_passes,
+            "tail_rows": rows_evaluated if tail else 0,
             "ablated_scores": scores,
         }
         return ChannelWeights((original - scores) / safe, rows_evaluated, 0, extras)

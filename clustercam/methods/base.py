@@ -179,7 +179,9 @@ class BaseCAM:
         """``(forward, backward)`` passes per image this method makes at a layer of ``channels``
         feature maps with these constructor ``options``, known before it runs (the counts of the
         paper's Table 2 and of :attr:`CAMResult.forward_passes`; an upper bound where a method
-        skips duplicate masks). The app budgets requests with it."""
+        skips duplicate masks). The app budgets requests with it. ``height`` and ``width`` (the
+        layer's grid for the input) are passed too: a method whose cost depends on the grid
+        (Recipro-CAM, one tail row per position) reads them, the others ignore them."""
         return 1, 1 if cls.needs_gradients else 0
 
     @classmethod

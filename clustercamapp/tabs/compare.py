@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from clustercam import render
-from clustercam.imaging import load_image
+from clustercam.imaging import load_image, network_size
 from clustercam.methods import METHODS
 from clustercam.metrics import average_drop, explanation_scores, increase_in_confidence
 from clustercam.pipeline import explain_image
@@ -36,7 +36,7 @@ from ..settings import Settings, listener_arguments, takes_settings
 
 #: Columns of the comparison table (keys of the page's strings; ``Y`` = p(class | X) and ``O`` =
 #: p(class | X∘H) are notation, the same in every language; see the tab's note).
-COLUMN_KEYS = ["method", "time", "forward", "backward", "Y", "O", "drop", "increase"]
+COLUMN_KEYS = ["method", "time", "forward", "backward", "Y", "O", "drop", "increase", "tail"]
 
 
 def columns(language: str | None = None) -> list[str]:
@@ -98,8 +98,9 @@ def compare(
     shared = settings.spec()
     layer, wanted = settings.layer_name(shared), settings.target_index(shared)
     options = {**settings.options, "beta": settings.beta}
-    cost = lanes.compare_cost(shared, layer, chosen, options, budget=lanes.GATE.request_budget)
     picture, language = load_image(data), request_language()
+    cost = lanes.compare_cost(shared, layer, chosen, options, budget=lanes.GATE.request_budget,
+                              shape=network_shape(picture, shared))
     return lanes.run_study(cost, lambda: _compare(
         lanes.study_model(shared.name), picture, layer, wanted, chosen, options, settings.colormap, progress, language
     ))
@@ -140,6 +141,7 @@ def _compare(
         rows.append([
             cls.title, round(one.seconds, 3), one.forward_passes, one.backward_passes,
             round(float(y[0]), 4), round(float(o[0]), 4), round(drop, 2), say("compare.yes" if increased else "compare.no", language),
+            int(result.extras.get("tail_rows", 0)),  # of the forward passes, rows through the layers after the target only
         ])
     return gallery, pd.DataFrame(rows, columns=columns(language))
 
@@ -148,7 +150,15 @@ def compare_passes(settings: Settings, methods: Any) -> int:
     """The comparison's stated cost in network passes (:func:`clustercamapp.lanes.compare_cost`)."""
     spec = settings.spec()
     layer = settings.layer_name(spec)
-    return lanes.compare_cost(spec, layer, check_methods(methods), {**settings.options, "beta": settings.beta}).total
+    data, _ = settings.image_bytes()
+    return lanes.compare_cost(spec, layer, check_methods(methods), {**settings.options, "beta": settings.beta},
+                              shape=network_shape(load_image(data), spec)).total
+
+
+def network_shape(picture: Image.Image, spec: ModelSpec) -> tuple[int, int]:
+    """``(height, width)`` of the network's input for ``picture`` (what a layer's grid follows)."""
+    width, height = network_size(picture.width, picture.height, spec.input_size)
+    return height, width
 
 
 _checked_compare = user_errors(takes_settings("methods")(compare))

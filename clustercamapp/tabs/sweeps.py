@@ -19,6 +19,7 @@ import gradio as gr
 from clustercam import render
 from clustercam.clustering import cluster_quality
 from clustercam.imaging import ImageError
+from clustercam.methods import ClusterCAM
 from clustercam.zoo import LayerInfo, ModelSpec
 
 from .. import drawing, files, lanes, style
@@ -42,7 +43,7 @@ def sweep_cost(
     not in the app's cache yet."""
     digest = image_digest(data)
     return lanes.StudyCost(what, tuple(
-        (caption, lanes.method_passes("clustercam", 0, variant.options))
+        (caption, sum(ClusterCAM.planned_passes(0, **variant.options)))
         for caption, layer, variant in variants
         if RESULTS.get(cache_key(digest, model, layer, variant.options)) is None
     ), advice)
