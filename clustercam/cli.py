@@ -104,6 +104,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="processes decoding images while the network runs (0: in this process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-warmup", action="store_true", help="time the very first call too")
+    parser.add_argument("--no-adcc", action="store_true",
+                        help="leave ADCC out (its coherency explains every masked image once more)")
     return parser
 
 
@@ -140,7 +142,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             pairs=None if args.pairs < 0 else args.pairs, pair_seed=args.pair_seed, n_steps=args.steps,
             method_options=options, device=args.device, forward_batch_size=args.forward_batch_size,
             resamples=args.resamples, channels_last=args.channels_last, workers=args.workers, progress=not args.no_progress,
-            warmup=not args.no_warmup, out=args.out,
+            warmup=not args.no_warmup, adcc=not args.no_adcc, out=args.out,
         )
     except (ValueError, WeightsUnavailableError) as error:  # ImageError, unknown name, bad labels.csv, split
         if getattr(args, "traceback", False):

@@ -20,6 +20,12 @@ With ``Y = S_c(X)`` (softmax probability of the target class ``c`` on the image)
 - **pair share** (↑): the class-discriminativeness check the paper lacks. Two images of different
   classes side by side; explaining the left image's class should put the heatmap's mass on the
   left half, and the right image's class on the right half.
+- **ADCC** (↑; Poppi, Cornia, Baraldi & Cucchiara, "Revisiting the evaluation of class activation
+  mapping for explainability", CVPRW 2021; :func:`adcc`): per image, the harmonic mean of
+  *coherency* (the map of ``X ∘ H`` against ``H``: their Pearson correlation, mapped to ``[0, 1]``),
+  one minus *complexity* (the map's mean, ``‖H‖₁ / (h·w)``) and one minus the average drop
+  (``max(0, Y − O) / Y``): ``3 / (1/Cy + 1/(1 − Cx) + 1/(1 − AD))``. Coherency needs the method's
+  map of the masked image: one more explanation per image, whose passes are counted.
 
 All functions run on the model's device under ``torch.inference_mode`` and push at most
 ``batch_size`` images through the network at a time.
@@ -29,13 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import nn
 
 from .imaging import side_by_side
-from .maps import masked_probabilities
+from .maps import apply_masks, masked_probabilities
 from .methods.base import model_device
 from .zoo import ModelSpec
 
@@ -305,6 +312,88 @@ def pair_share(
 
 
 @dataclass
+class ADCC:
+    """ADCC and its parts, per image (each ``(B,)``, in ``[0, 1]``; see the module docstring).
+
+    Attributes:
+        average_drop: ``max(0, Y − O) / Y``.
+        coherency: ``(ρ(H, H') + 1) / 2`` with ``H'`` the method's map of ``X ∘ H`` for the same class
+            (0 where either map is constant: it has no correlation to speak of).
+        complexity: the map's mean ``‖H‖₁ / (h·w)``.
+        adcc: ``3 / (1/coherency + 1/(1 − complexity) + 1/(1 − average_drop))`` (0 where one term is 0).
+        forward_passes / backward_passes: what the maps of the masked images cost (the method's
+            own count for the batch).
+    """
+
+    average_drop: torch.Tensor
+    coherency: torch.Tensor
+    complexity: torch.Tensor
+    adcc: torch.Tensor
+    forward_passes: int = 0
+    backward_passes: int = 0
+
+
+def coherency(heatmaps: torch.Tensor, again: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: the Pearson correlation of each map ``heatmaps[i]`` with ``again[i]`` (the method's
+    map of the image masked by it), mapped from ``[−1, 1]`` to ``[0, 1]`` as Poppi et al. do; 0 where
+    either map is constant (the reference implementation leaves that case undefined)."""
+    a = heatmaps.flatten(1).double()
+    b = again.flatten(1).double().to(a.device)
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    scale = a.norm(dim=1) * b.norm(dim=1)
+    rho = torch.where(scale > 0, (a * b).sum(dim=1) / scale.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(scale))
+    return torch.where(scale > 0, (rho.clamp(-1.0, 1.0) + 1.0) / 2.0, torch.zeros_like(scale))
+
+
+def complexity(heatmaps: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: ``‖H‖₁ / (h·w)``, the mean absolute value of each map (lower: a simpler explanation)."""
+    return heatmaps.flatten(1).double().abs().mean(dim=1)
+
+
+def adcc_scores(average_drop_fraction: torch.Tensor, coherent: torch.Tensor, complex_: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: ``3 / (1/Cy + 1/(1 − Cx) + 1/(1 − AD))``, the harmonic mean of the three ``[0, 1]``
+    scores where higher is better; 0 where one of them is 0 (the harmonic mean's limit)."""
+    terms = torch.stack([coherent.double(), 1.0 - complex_.double(), 1.0 - average_drop_fraction.double()])
+    positive = (terms > 0).all(dim=0)
+    inverse = (1.0 / terms.clamp_min(torch.finfo(torch.float64).tiny)).sum(dim=0)
+    return torch.where(positive, 3.0 / inverse, torch.zeros_like(inverse))
+
+
+def adcc(
+    explain: Callable[[torch.Tensor, torch.Tensor], Any],
+    model: nn.Module,
+    inputs: torch.Tensor,
+    heatmaps: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    probabilities: torch.Tensor | None = None,
+    kept: torch.Tensor | None = None,
+) -> ADCC:
+    """ADCC of a method's ``heatmaps`` for ``targets`` (Poppi et al., CVPRW 2021), per image.
+
+    ``explain(x, targets)`` is the method: it explains ``X ∘ H`` (masked as every metric here masks)
+    for the same classes, and returns its heatmaps, or a result with ``.heatmaps`` (and
+    ``.forward_passes`` / ``.backward_passes``, reported as the coherency's cost). ``probabilities``
+    (``Y``) and ``kept`` (``O``) save their passes when already known.
+    """
+    targets = torch.as_tensor(targets, device=inputs.device).long()
+    if probabilities is None or kept is None:
+        y, o = explanation_scores(model, inputs, heatmaps, targets, batch_size=batch_size, probabilities=probabilities)
+    else:
+        y, o = probabilities, kept
+    masked = apply_masks(inputs, heatmaps[:, None].to(inputs.device))
+    again = explain(masked, targets)
+    forward = int(getattr(again, "forward_passes", 0))
+    backward = int(getattr(again, "backward_passes", 0))
+    again = getattr(again, "heatmaps", again)
+    drop = average_drop_per_image(y, o) / 100.0
+    coherent, complex_ = coherency(heatmaps, again), complexity(heatmaps)
+    return ADCC(drop.cpu(), coherent.cpu(), complex_.cpu(), adcc_scores(drop.cpu(), coherent.cpu(), complex_.cpu()),
+                forward, backward)
+
+
+@dataclass
 class MethodMetrics:
     """Every figure of one method on one run (Tables 1 and 2 of the paper, plus RISE and pairs)."""
 
@@ -317,9 +406,14 @@ class MethodMetrics:
     insertion: float | None = None
     pair_share: float | None = None
     pairs: int = 0
+    adcc: float | None = None
+    coherency: float | None = None
+    complexity: float | None = None
     seconds_per_image: float | None = None
     forward_passes: float | None = None
     backward_passes: float | None = None
+    coherency_forward_passes: float | None = None
+    coherency_backward_passes: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -335,9 +429,17 @@ def summarize(
     seconds_per_image: float | None = None,
     forward_passes: float | None = None,
     backward_passes: float | None = None,
+    adcc: ADCC | None = None,
 ) -> MethodMetrics:
-    """All metrics of ``method`` from its scores ``(Y, O)``, curves and pair shares."""
+    """All metrics of ``method`` from its scores ``(Y, O)``, curves, pair shares and ADCC (means of
+    the per-image values, as percentages)."""
     curves = curves or {}
+    images = max(1, int(torch.as_tensor(y).numel()))
+    parts = {} if adcc is None else {
+        "adcc": 100.0 * float(adcc.adcc.double().mean()), "coherency": 100.0 * float(adcc.coherency.double().mean()),
+        "complexity": 100.0 * float(adcc.complexity.double().mean()),
+        "coherency_forward_passes": adcc.forward_passes / images, "coherency_backward_passes": adcc.backward_passes / images,
+    }
     return MethodMetrics(
         method=method,
         images=int(torch.as_tensor(y).numel()),
@@ -351,4 +453,5 @@ def summarize(
         seconds_per_image=seconds_per_image,
         forward_passes=forward_passes,
         backward_passes=backward_passes,
+        **parts,
     )

@@ -144,6 +144,20 @@ def test_bench_end_to_end_on_real_photographs(
     assert "Average drop" in table1 and "Pair share" in table1 and "Insertion AUC" in table1
     assert "Seconds per image" in table2 and "Forward passes" in table2 and "Backward passes" in table2
 
+    # ADCC (on by default): per image, its parts and harmonic mean; the coherency's passes counted apart
+    assert "ADCC (%)" in table1 and "Coherency (%)" in table1 and "ADCC's forward passes" in table2
+    for method in methods:
+        mine, summary = [row for row in rows if row["method"] == method], results["summaries"][method]
+        for row in mine:
+            drop, coherent, complex_ = float(row["average_drop"]) / 100, float(row["coherency"]), float(row["complexity"])
+            assert 0 <= coherent <= 1 and 0 <= complex_ <= 1
+            assert float(row["adcc"]) == pytest.approx(3 / (1 / coherent + 1 / (1 - complex_) + 1 / (1 - drop)), rel=1e-6)
+        assert summary["adcc"] == pytest.approx(100 * np.mean([float(row["adcc"]) for row in mine]), rel=1e-6)
+        assert summary["coherency_forward_passes"] == summary["forward_passes"]  # the method once more per image
+        assert summary["coherency_backward_passes"] == summary["backward_passes"]
+    if "gradcam" in methods:
+        assert {"adcc", "coherency", "complexity"} <= set(results["intervals"]["gradcam"])
+
 
 def write_folder(folder: Path, rows: list[str]) -> Path:
     """Three real photos (colour, grayscale, a small one) and a labels.csv with the given rows."""
@@ -334,12 +348,12 @@ def test_run_benchmark_takes_the_settings_with_their_defaults() -> None:
 
 def test_the_report_settings_and_the_fingerprint_come_from_the_one_settings(tmp_path: Path) -> None:
     """Every setting that changes a record's numbers changes the records' key, and no other does;
-    the key is the one earlier versions wrote records under (so their runs resume); the report
+    without ADCC the key is the one earlier versions wrote records under (so their runs resume); the report
     shows each fingerprinted setting with the value the key was made of."""
     folder = write_folder(tmp_path / "data", GOOD_ROWS)
     spec = load_model("efficientnet_lite0", "cpu")
     base = BenchmarkSettings(folder, split="all", allow_tuning=True, model=spec, methods=("clustercam", "gradcam"),
-                             pairs=2, n_steps=4, method_options={"clustercam": {"q": 6}})
+                             pairs=2, n_steps=4, method_options={"clustercam": {"q": 6}}, adcc=False)
 
     def key(settings: BenchmarkSettings) -> str:
         return settings.fingerprint(make_plan(settings, Ranks()))
@@ -362,7 +376,7 @@ def test_the_report_settings_and_the_fingerprint_come_from_the_one_settings(tmp_
         {"split": "tuning"}, {"limit": 2}, {"layer": "conv_head"}, {"methods": ("clustercam",)},
         {"methods": ("clustercam", "gradcam", "scorecam")}, {"method_options": {"clustercam": {"q": 5}}},
         {"batch_size": 2}, {"forward_batch_size": 16}, {"target": "label"}, {"n_steps": 2}, {"pairs": 1},
-        {"pairs": None}, {"pair_seed": 1},
+        {"pairs": None}, {"pair_seed": 1}, {"adcc": True},  # records with ADCC's fields: a key of their own
     ]
     keys = {key(dataclasses.replace(base, **change)) for change in changing}
     assert as_written_before not in keys and len(keys) == len(changing)

@@ -238,3 +238,50 @@ def test_cluster_cam_metrics_on_the_real_model(spec) -> None:
     assert curves["deletion"].mean_auc < inverse["deletion"].mean_auc
     assert curves["insertion"].mean_auc > inverse["insertion"].mean_auc
     assert curves["deletion"].probabilities[0, 0].item() == pytest.approx(y.item(), abs=1e-5)
+
+
+def test_adcc_parts_by_hand() -> None:
+    """Coherency is the Pearson correlation mapped to [0, 1] (scipy's value), complexity the map's
+    mean, ADCC their harmonic mean with 1 − average drop; a constant map and a zero term give 0."""
+    from scipy import stats
+
+    generator = torch.Generator().manual_seed(3)
+    a = torch.rand(2, 6, 7, generator=generator)
+    b = 0.6 * a + 0.4 * torch.rand(2, 6, 7, generator=generator)
+    for i in range(2):
+        rho = stats.pearsonr(a[i].flatten().numpy(), b[i].flatten().numpy())[0]
+        assert float(metrics.coherency(a, b)[i]) == pytest.approx((rho + 1) / 2, abs=1e-6)
+    assert float(metrics.coherency(a, -a)[0]) == pytest.approx(0.0, abs=1e-9)  # perfectly anti-correlated
+    assert float(metrics.coherency(torch.ones(1, 4, 4), a[:1, :4, :4])[0]) == 0.0  # a constant map: no correlation
+    half = torch.zeros(1, 4, 4)
+    half[:, :2] = 1.0
+    assert float(metrics.complexity(half)[0]) == 0.5
+    scores = metrics.adcc_scores(torch.tensor([0.2, 1.0, 0.2]), torch.tensor([0.9, 0.9, 0.0]), torch.tensor([0.3, 0.3, 0.3]))
+    assert float(scores[0]) == pytest.approx(3 / (1 / 0.9 + 1 / 0.7 + 1 / 0.8)) and scores[1:].tolist() == [0.0, 0.0]
+
+
+def test_adcc_agrees_with_the_reference_definition_on_the_real_model(spec, chelsea) -> None:
+    """ADCC of Grad-CAM on a photograph, computed the way Poppi et al.'s code does (the explanation
+    map X·A, A's map of it, scipy's Pearson correlation, ‖A‖₁ / (h·w), the harmonic mean)."""
+    from scipy import stats
+
+    x = spec.preprocess(chelsea)
+    gradcam = clustercam.get_method("gradcam")(spec)
+    result = gradcam(x)
+    got = metrics.adcc(gradcam, spec.model, x, result.heatmaps, result.targets)
+    with torch.no_grad():
+        out = spec.model(x).softmax(dim=1)
+        saliency = result.heatmaps[0]
+        explanation_map = x * saliency  # the masked image: X ∘ A
+        on_map = spec.model(explanation_map).softmax(dim=1)
+    c = int(out.argmax())
+    drop = max(0.0, float(out[0, c]) - float(on_map[0, c])) / float(out[0, c])
+    again = gradcam(explanation_map, torch.tensor([c])).heatmaps[0]
+    coherent = (stats.pearsonr(saliency.flatten().numpy(), again.flatten().numpy())[0] + 1) / 2
+    complex_ = float(saliency.abs().sum()) / (saliency.shape[-1] * saliency.shape[-2])
+    expected = 3 / (1 / coherent + 1 / (1 - complex_) + 1 / (1 - drop))
+    assert float(got.average_drop[0]) == pytest.approx(drop, abs=1e-5)
+    assert float(got.coherency[0]) == pytest.approx(coherent, abs=1e-5)
+    assert float(got.complexity[0]) == pytest.approx(complex_, abs=1e-6)
+    assert float(got.adcc[0]) == pytest.approx(expected, abs=1e-5)
+    assert (got.forward_passes, got.backward_passes) == (1, 1)  # Grad-CAM's own passes, for the coherency

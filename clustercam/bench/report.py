@@ -40,12 +40,17 @@ TABLE1 = (
     ("deletion", "Deletion AUC ↓", True, "{:.4f}"),
     ("insertion", "Insertion AUC ↑", False, "{:.4f}"),
     ("pair_share", "Pair share ↑", False, "{:.3f}"),
+    ("adcc", "ADCC (%) ↑", False, "{:.2f}"),
+    ("coherency", "Coherency (%) ↑", False, "{:.2f}"),
+    ("complexity", "Complexity (%) ↓", True, "{:.2f}"),
 )
 #: Table 2: cost per image.
 TABLE2 = (
     ("seconds_per_image", "Seconds per image ↓", True, "{:.4f}"),
     ("forward_passes", "Forward passes ↓", True, "{:g}"),
     ("backward_passes", "Backward passes ↓", True, "{:g}"),
+    ("coherency_forward_passes", "ADCC's forward passes", True, "{:g}"),
+    ("coherency_backward_passes", "ADCC's backward passes", True, "{:g}"),
 )
 
 
@@ -102,8 +107,14 @@ def _clean(value: object) -> object:
     return value
 
 
+#: The columns a run without ADCC (``adcc=False``) leaves out of its tables.
+ADCC_COLUMNS = ("adcc", "coherency", "complexity", "coherency_forward_passes", "coherency_backward_passes")
+
+
 def markdown_table(report: BenchmarkReport, columns: tuple, title: str) -> str:
     """A Markdown table, one row per method, the best value of each column in bold."""
+    if not report.settings.get("adcc"):
+        columns = tuple(column for column in columns if column[0] not in ADCC_COLUMNS)
     summaries = report.summaries
     best = {}
     for key, _, lower, _ in columns:
@@ -148,7 +159,7 @@ def differences_table(report: BenchmarkReport) -> str:
             if interval is None:
                 cells.append("—")
                 continue
-            digits = 4 if key in ("deletion", "insertion") else 3 if key == "pair_share" else 2
+            digits = 4 if key in ("deletion", "insertion") else 3 if key == "pair_share" else 2  # ADCC's: %
             text = interval.format(digits)
             cells.append(f"**{text}**" if interval.excludes_zero else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -160,7 +171,8 @@ def differences_table(report: BenchmarkReport) -> str:
         f"\nDifferences of the means (method − {reference}) with paired bootstrap 95 % intervals "
         f"({resamples} resamples; n = {n_images} images{f', {n_pairs} pairs for the pair share' if n_pairs else ''}); "
         "bold: the interval "
-        "excludes zero. Lower is better for the drops and deletion, higher for increase, insertion and pair share.\n"
+        "excludes zero. Lower is better for the drops, deletion and complexity, higher for increase, insertion, "
+        "pair share, ADCC and coherency.\n"
     )
     return f"\n## Differences to {reference}\n\n" + "\n".join(lines) + "\n" + note
 
@@ -174,6 +186,9 @@ def table1(report: BenchmarkReport) -> str:
         f"RISE AUC over {report.settings.get('n_steps')} steps"
         + (f"; pair share over {report.settings['pairs']} two-image pairs (1 = mass on the right object, 0.5 = chance)"
            if report.settings.get("pairs") else "")
+        + ("; ADCC (Poppi et al., CVPRW 2021) = 3 / (1/coherency + 1/(1 − complexity) + 1/(1 − average drop)) per "
+           "image, coherency = (Pearson ρ of the map and the method's map of the masked image + 1) / 2, complexity = "
+           "the map's mean" if report.settings.get("adcc") else "")
         + ".\n"
     )
     return markdown_table(report, TABLE1, "Table 1 — faithfulness") + notes + differences_table(report)
@@ -185,7 +200,8 @@ def table2(report: BenchmarkReport) -> str:
         f"\nSeconds: median over batches of {report.settings.get('batch_size')} images of the method call's "
         "wall time (device synchronised) / batch size, after an untimed warm-up call"
         f"{'' if report.settings.get('warmup', True) else ' (skipped in this run)'}. Passes: images pushed "
-        "through the network per image by the method itself (the metrics' own passes are not counted).\n"
+        "through the network per image by the method itself (the metrics' own passes are not counted); ADCC's: the "
+        "method's own passes again, to explain each image masked by its heatmap (coherency).\n"
     )
     rate = report.settings.get("images_per_second")
     if rate:

@@ -71,6 +71,7 @@ def run_benchmark(
     pairs: int | None = 10,
     pair_seed: int = PAIR_SEED,
     n_steps: int = 32,
+    adcc: bool = True,
     method_options: Mapping[str, Mapping] | None = None,
     device: str | torch.device | None = None,
     forward_batch_size: int = 64,
@@ -94,6 +95,8 @@ def run_benchmark(
         pairs: number of two-image pairs for the pair share (0: none; ``None``: as many as the part holds).
         pair_seed: the seed the pairs are drawn with.
         n_steps: deletion/insertion steps (0: skip those curves).
+        adcc: ADCC and its parts (Poppi et al.): each method also explains every image masked by
+            its own heatmap, for the coherency; those passes are counted apart.
         method_options: per-method keyword options, e.g. ``{"clustercam": {"q": 6, "beta": 0.7}}``.
         forward_batch_size: images per forward pass in the metrics and the methods' masked passes.
         resamples: bootstrap resamples of each interval.
@@ -113,7 +116,7 @@ def run_benchmark(
     settings = BenchmarkSettings(
         data_dirs, split=split, allow_tuning=allow_tuning, model=model, layer=layer, methods=methods,
         reference=reference, limit=limit, batch_size=batch_size, target=target, pairs=pairs, pair_seed=pair_seed,
-        n_steps=n_steps, method_options=method_options, device=device, forward_batch_size=forward_batch_size,
+        n_steps=n_steps, adcc=adcc, method_options=method_options, device=device, forward_batch_size=forward_batch_size,
         resamples=resamples, channels_last=channels_last, workers=workers, progress=progress, warmup=warmup, out=out,
     )
     with distributed.ranks(device) if ranks is None else nullcontext(ranks) as joined:

@@ -70,6 +70,7 @@ class BenchmarkSettings:
     pairs: int | None = 10
     pair_seed: int = PAIR_SEED
     n_steps: int = 32
+    adcc: bool = True
     method_options: Mapping[str, Mapping] | None = None
     device: str | torch.device | None = None
     forward_batch_size: int = 64
@@ -123,6 +124,8 @@ class BenchmarkSettings:
             Setting("pairs_requested", "pairs", self.pairs),
             Setting("pair_seed", "pair_seed", self.pair_seed),
             Setting("n_steps", "n_steps", self.n_steps),
+            # in the fingerprint only when on: records written without ADCC stay usable by a run without it
+            Setting("adcc", "adcc" if self.adcc else None, self.adcc),
             Setting("resamples", None, self.resamples),
             Setting("channels_last", None, self.channels_last),
             Setting("workers", None, self.workers),

@@ -19,7 +19,8 @@ from ..stats import DEFAULT_RESAMPLES, paired_bootstrap
 from .data import Sample
 
 #: Per-image (and per-pair) figures compared between methods with paired bootstrap intervals.
-COMPARED = ("average_drop", "confidence_drop", "increase", "deletion", "insertion", "pair_share")
+COMPARED = ("average_drop", "confidence_drop", "increase", "deletion", "insertion", "pair_share", "adcc", "coherency",
+            "complexity")
 
 
 @dataclass
@@ -37,6 +38,11 @@ class MethodTally:
     backward_passes: int = 0
     left_shares: list[float] = field(default_factory=list)
     right_shares: list[float] = field(default_factory=list)
+    coherency: list[float] = field(default_factory=list)  # ADCC's parts per image, in [0, 1]
+    complexity: list[float] = field(default_factory=list)
+    adcc: list[float] = field(default_factory=list)
+    coherency_forward_passes: int = 0
+    coherency_backward_passes: int = 0
 
     def per_image(self) -> dict[str, np.ndarray]:
         """Per-image values of the compared metrics (percentages as in Table 1)."""
@@ -51,7 +57,19 @@ class MethodTally:
                 values[kind] = self._curves(curves)[1].numpy()
         if self.left_shares:
             values["pair_share"] = (np.asarray(self.left_shares) + np.asarray(self.right_shares)) / 2
+        if self.adcc:  # percentages, as the drops
+            values.update(adcc=100.0 * np.asarray(self.adcc), coherency=100.0 * np.asarray(self.coherency),
+                          complexity=100.0 * np.asarray(self.complexity))
         return values
+
+    def adcc_parts(self) -> metrics.ADCC | None:
+        """ADCC and its parts over every image so far (None when the run had no ADCC)."""
+        if not self.adcc:
+            return None
+        y, o = torch.tensor(self.y, dtype=torch.float64), torch.tensor(self.o, dtype=torch.float64)
+        return metrics.ADCC(metrics.average_drop_per_image(y, o) / 100.0, torch.tensor(self.coherency),
+                            torch.tensor(self.complexity), torch.tensor(self.adcc),
+                            self.coherency_forward_passes, self.coherency_backward_passes)
 
     def _curves(self, curves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         values = torch.cat(curves).double()
@@ -70,6 +88,7 @@ class MethodTally:
             self.name, torch.tensor(self.y, dtype=torch.float64), torch.tensor(self.o, dtype=torch.float64),
             curves=curves, pairs=pairs, seconds_per_image=statistics.median(self.seconds) if self.seconds else None,
             forward_passes=self.forward_passes / images, backward_passes=self.backward_passes / images,
+            adcc=self.adcc_parts(),
         )
 
     def mean_curves(self) -> dict[str, list[float]] | None:
@@ -132,6 +151,12 @@ def _tally_image_unit(tallies: Tallies, index: int, batch: Sequence[Sample], rec
         tally.seconds.append(scored["seconds"])
         tally.forward_passes += scored["forward_passes"]
         tally.backward_passes += scored["backward_passes"]
+        if scored.get("adcc") is not None:
+            tally.coherency += scored["coherency"]
+            tally.complexity += scored["complexity"]
+            tally.adcc += scored["adcc"]
+            tally.coherency_forward_passes += scored["coherency_forward_passes"]
+            tally.coherency_backward_passes += scored["coherency_backward_passes"]
         if scored["deletion"] is not None:
             tally.deletion_curves.append(torch.tensor(scored["deletion"], dtype=torch.float64))
             tally.insertion_curves.append(torch.tensor(scored["insertion"], dtype=torch.float64))
@@ -162,6 +187,9 @@ def _image_rows(name: str, batch: Sequence[Sample], record: dict, y: torch.Tenso
             "seconds": scored["seconds"],
             "forward_passes": scored["forward_passes"] / n,
             "backward_passes": scored["backward_passes"] / n,
+            "adcc": scored["adcc"][i] if scored.get("adcc") is not None else None,
+            "coherency": scored["coherency"][i] if scored.get("adcc") is not None else None,
+            "complexity": scored["complexity"][i] if scored.get("adcc") is not None else None,
         }
         for i, sample in enumerate(batch)
     ]

@@ -146,14 +146,15 @@ def _image_record(plan: Plan, batch: Sequence[Sample], inputs: torch.Tensor, bar
               "y": y.double().cpu().tolist(), "methods": {}}
     for name, cam in plan.cams.items():
         record["methods"][name] = _score_batch(cam, plan.spec, inputs, targets, y, settings.n_steps,
-                                               settings.forward_batch_size)
+                                               settings.forward_batch_size, settings.adcc)
         bar.update()
     return record
 
 
 def _score_batch(cam, spec: ModelSpec, inputs: torch.Tensor, targets: torch.Tensor, y: torch.Tensor, n_steps: int,
-                 forward_batch_size: int) -> dict:
-    """One method on one batch: its heatmaps' scores, curves, time and passes."""
+                 forward_batch_size: int, adcc: bool = False) -> dict:
+    """One method on one batch: its heatmaps' scores, curves, ADCC (its coherency explains the masked
+    images once more: those passes are recorded apart), time and passes."""
     _synchronize(inputs.device)
     start = time.perf_counter()
     result = cam(inputs, targets)
@@ -164,8 +165,15 @@ def _score_batch(cam, spec: ModelSpec, inputs: torch.Tensor, targets: torch.Tens
         metrics.deletion_insertion(spec.model, inputs, result.heatmaps, targets, n_steps=n_steps, batch_size=forward_batch_size)
         if n_steps else {}
     )
+    parts = metrics.adcc(cam, spec.model, inputs, result.heatmaps, targets, batch_size=forward_batch_size,
+                         probabilities=y, kept=o) if adcc else None
     return {
         "o": o.double().cpu().tolist(),
+        "coherency": parts.coherency.tolist() if parts else None,
+        "complexity": parts.complexity.tolist() if parts else None,
+        "adcc": parts.adcc.tolist() if parts else None,
+        "coherency_forward_passes": parts.forward_passes if parts else None,
+        "coherency_backward_passes": parts.backward_passes if parts else None,
         "deletion": curves["deletion"].probabilities.double().cpu().tolist() if curves else None,
         "insertion": curves["insertion"].probabilities.double().cpu().tolist() if curves else None,
         "deletion_auc": curves["deletion"].auc.double().cpu().tolist() if curves else None,
