@@ -23,13 +23,17 @@ declare -A RUNS=(
   [lite0-bn2-eq22]="--model efficientnet_lite0 --layer bn2 --methods clustercam,clustercam@beta=1,clustercam:spectral,gradcam --reference gradcam --pairs -1"
   [lite0-bn2]="--model efficientnet_lite0 --layer bn2 --methods $CLUSTER,gradcam,gradcam++,groupcam --pairs -1"
   [lite0-bn2-slow]="--model efficientnet_lite0 --layer bn2 --methods clustercam:gated,gradcam,ablationcam,scorecam --limit 24 --pairs 0"
+  # amendment 3: Recipro-CAM beside the default (and at β = 1) and the gradient methods, with ADCC
+  [lite0-bn2-reciprocam]="--model efficientnet_lite0 --layer bn2 --methods clustercam,clustercam@beta=1,reciprocam,gradcam,gradcam++ --pairs -1"
+  [lite0-bn2-reciprocam-slow]="--model efficientnet_lite0 --layer bn2 --methods clustercam,reciprocam,gradcam,scorecam --limit 24 --pairs 0"
   [lite0-blocks.4]="--model efficientnet_lite0 --layer blocks.4 $SMALL"
   [lite1-bn2]="--model efficientnet_lite1 --layer bn2 $SMALL"
   [lite1-blocks.4]="--model efficientnet_lite1 --layer blocks.4 $SMALL"
   [lite2-bn2]="--model efficientnet_lite2 --layer bn2 $SMALL"
   [lite2-blocks.4]="--model efficientnet_lite2 --layer blocks.4 $SMALL"
 )
-ORDER=(lite0-bn2-eq22 lite0-bn2 lite0-blocks.4 lite1-bn2 lite1-blocks.4 lite2-bn2 lite2-blocks.4 lite0-bn2-slow)
+ORDER=(lite0-bn2-eq22 lite0-bn2 lite0-blocks.4 lite1-bn2 lite1-blocks.4 lite2-bn2 lite2-blocks.4 lite0-bn2-slow
+       lite0-bn2-reciprocam lite0-bn2-reciprocam-slow)
 
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ORDER[@]}")
