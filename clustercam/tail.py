@@ -15,6 +15,7 @@ per call, with the un-perturbed maps as a first row whose logits must be the net
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,3 +109,66 @@ class Tail:
             error = (logits[0] - expected).abs().max().item()
             return TailCheck(None, f"the un-perturbed row's logits differ from the original by up to {error:.3g}", count)
         return TailCheck(logits[1:], "", count)
+
+
+class _Seen:
+    """What :func:`expanded_output` saw: the layer's own output."""
+
+    output: torch.Tensor | None = None
+
+
+@contextmanager
+def expanded_output(layer: nn.Module, make_rows) -> Iterator[_Seen]:
+    """During this thread's next pass, make ``layer`` hand on ``1 + k`` rows instead of its output:
+    the output itself (one image), then ``make_rows(output)`` (``k`` rows made from it). The head
+    runs once and the tail ``1 + k`` times; row 0 of the logits is the image's own. The output is
+    kept in the yielded object's ``output``."""
+    seen, owner = _Seen(), threading.get_ident()
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
+        if threading.get_ident() != owner or seen.output is not None:
+            return None
+        if not isinstance(output, torch.Tensor) or output.shape[0] != 1:
+            raise TailMismatchError("the layer's output is not one image's tensor")
+        seen.output = output
+        return torch.cat([output, make_rows(output).to(output.dtype)])
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def tail_holds(network, layer: nn.Module, layer_name: str, image: torch.Tensor, make_rows) -> tuple[bool, str]:
+    """Whether the network's tail, handed ``1 + k`` rows at ``layer`` (:func:`expanded_output`),
+    gives row 0 the logits of a plain pass of ``image`` (relative tolerance
+    :data:`VALIDATION_RTOL`): checked once per network, layer and input shape (two passes, not
+    counted as a method's passes, like a compiled graph's check), then remembered. Returns
+    ``(holds, why not)``."""
+    key = (layer_name, tuple(image.shape[1:]), image.device.type)
+    known = _checked.setdefault(network, {})
+    if key not in known:
+        known[key] = _check(network, layer, image, make_rows)
+    return known[key]
+
+
+def _check(network, layer: nn.Module, image: torch.Tensor, make_rows) -> tuple[bool, str]:
+    expected = network.eager(image).float()[0]
+    try:
+        with expanded_output(layer, make_rows) as seen:
+            logits = network.eager(image).float()
+    except (TailMismatchError, RuntimeError) as error:  # one-image tensors meeting k rows
+        return False, f"{type(error).__name__}: {error}"
+    if seen.output is None:
+        return False, "the layer was not reached"
+    if logits.shape[0] < 2:
+        return False, f"{logits.shape[0]} rows of logits for the expanded output"
+    tolerance = VALIDATION_RTOL * float(expected.abs().max())
+    if not torch.allclose(logits[0], expected, rtol=VALIDATION_RTOL, atol=tolerance):
+        error = (logits[0] - expected).abs().max().item()
+        return False, f"the image's own row differs from its plain pass by up to {error:.3g}"
+    return True, ""

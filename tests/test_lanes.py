@@ -47,7 +47,9 @@ def test_planned_passes_are_the_passes_each_method_makes(spec, chelsea, method):
     through_network = forward_images() - before
     if method == "reciprocam":  # the grid of this photograph's input, not the square probe's
         assert result.forward_passes + backward == grid == 1 + 7 * 11 + 1 and forward == 1 + 7 * 7 + 1
-        assert through_network == 1 + result.extras["head_passes"]
+        # one pass through the layers before bn2 (the image's own row and 63 positions ride in it),
+        # one for the other 14; plus the tail's check when this network, layer and shape are new to it
+        assert result.extras["head_passes"] == 2 and through_network in (2, 4)
         return
     channels = info.channels
     if method == "ablationcam":  # the ablated rows go through the tail, one head pass per batch of rows

@@ -90,8 +90,9 @@ def test_agrees_with_a_literal_reimplementation_on_the_embedded_model(spec, phot
     result = ReciproCAM(spec, "bn2", gaussian=gaussian, batch_size=16)(photograph, espresso)
     expected = literal_reciprocam(spec, photograph, "bn2", espresso, gaussian)
     assert (result.heatmaps[0] - expected).abs().max() <= 1e-5
-    rows = result.extras["tail_rows"]
-    assert result.forward_passes == 1 + rows and result.extras["head_passes"] == math.ceil((rows - 1) / 16)
+    positions = result.extras["tail_rows"] - 1  # the image's own row, then one per position
+    # one pass carries the image's own row and 15 positions; the other positions go 16 at a time
+    assert result.forward_passes == 1 + positions + 1 and result.extras["head_passes"] == 1 + math.ceil((positions - 15) / 16)
     assert result[0].heatmap[:, : photograph.shape[-1] // 2].sum() < result[0].heatmap.sum() / 2  # the cup is right
 
 
@@ -115,9 +116,38 @@ def test_chunks_modes_and_batches_give_the_same_maps_and_honest_counts(spec, pho
     assert (one.heatmaps - small.heatmaps).abs().max() <= 1e-5 and (one.heatmaps - full.heatmaps).abs().max() <= 1e-5
     _, _, height, width = ReciproCAM(spec, "bn2").forward(photograph, None).activations.shape
     positions = height * width
-    assert one.extras["tail_rows"] == 2 * positions + 1 and one.forward_passes == 2 + 2 * positions + 1
+    assert one.extras["tail_rows"] == 2 * (positions + 1) and one.forward_passes == 2 * (1 + positions + 1)
+    # each image once through the layers before bn2, its first 63 positions riding along, then 64 at a time
+    assert one.extras["head_passes"] == 2 * (1 + math.ceil((positions - 63) / 64))
     assert full.extras["tail_mode"] == "full" and full.forward_passes == 2 + 2 * positions
     assert ReciproCAM.planned_passes(1280, height=height, width=width) == (1 + positions + 1, 0)
     assert ReciproCAM.planned_passes(1280, height=height, width=width, mode="full") == (1 + positions, 0)
     with pytest.raises(ValueError, match="height and width"):
         ReciproCAM.planned_passes(1280)
+
+
+class JoinsTheInput(nn.Module):
+    """A tail that concatenates the layer's maps with the network's input: it cannot take ``k`` rows
+    against one image, so Recipro-CAM falls back to full re-runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(2, 2, 1)
+        self.head = tiny_network()[1:]
+        self.mix = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        maps = self.features(x)
+        return self.head(self.mix(torch.cat([maps, x], dim=1)))
+
+
+def test_a_tail_that_cannot_take_the_rows_falls_back_to_full_reruns():
+    torch.manual_seed(0)
+    model = JoinsTheInput().eval()
+    x = torch.rand(1, 2, 3, 3)
+    auto = ReciproCAM(model, "features")(x, 1)
+    full = ReciproCAM(model, "features", mode="full")(x, 1)
+    assert auto.extras["tail_mode"] == "full" and "RuntimeError" in auto.extras["tail_fallback_reason"]
+    assert torch.allclose(auto.heatmaps, full.heatmaps) and auto.forward_passes == full.forward_passes == 1 + 9
+    with pytest.raises(Exception, match="tail failed its check"):
+        ReciproCAM(model, "features", mode="tail")(x, 1)

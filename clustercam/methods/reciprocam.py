@@ -15,23 +15,32 @@ the kept vector ``F[:, i, j]`` is spread over its 3×3 neighbourhood with the ke
 The map is then upsampled to the input size and scaled like every other map of the library
 (:meth:`~clustercam.methods.base.BaseCAM.finalize`).
 
-**Cost.** One full pass (the template's: the layer's maps and the logits, from the compiled graph
-where the network has one) and a tail of ``h·w + 1`` rows per image: the positions and one
-un-masked row whose logits must be the network's own, which validates the tail
-(:class:`clustercam.tail.Tail`; where it does not hold, the rows are evaluated by full re-runs and
-``extras["tail_mode"]`` says ``"full"``). Rows go through the tail ``batch_size`` at a time (the
-layers before the target run once per chunk: ``extras["head_passes"]``); ``forward_passes`` counts
-the full pass and every tail row, ``extras["tail_rows"]`` the rows alone. No gradient.
+**One pass, as the authors run it.** Each image goes through the network once: a hook on the
+layer hands the rest of the network ``1 + k`` rows instead of the layer's output, the output itself
+and ``k`` mosaics made from it (:func:`clustercam.tail.expanded_output`), so the layers before the
+target run once and those after it ``1 + k`` times; row 0 is the image's own pass (its logits and
+the class to explain). Positions beyond the first ``batch_size − 1`` go through the tail in further
+chunks (:class:`clustercam.tail.Tail`, one more head pass each). That the tail may stand for the
+network is checked once per network, layer and input shape against a plain pass
+(:func:`clustercam.tail.tail_holds`); where it does not hold, every row is a full re-run
+(``extras["tail_mode"] == "full"``).
+
+**Cost.** One full pass and a tail of ``h·w + 1`` rows per image (the row of the untouched maps
+and one per position); ``forward_passes`` counts the full pass and every tail row,
+``extras["tail_rows"]`` the rows alone, ``extras["head_passes"]`` how often the layers before the
+target ran. No gradient, no compiled graph (a graph cannot be hooked; the tail is eager).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..maps import minmax
-from ..tail import Tail, TailMismatchError
-from .base import BaseCAM, ForwardState, Saliency
+from ..tail import Tail, TailMismatchError, expanded_output, tail_holds
+from .base import BaseCAM, ForwardState, Saliency, Targets, check_finite, resolve_targets
 
 #: The paper's 3×3 smoothing kernel of the Gaussian variant.
 GAUSSIAN_KERNEL = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
@@ -58,15 +67,27 @@ def mosaic_rows(maps: torch.Tensor, positions: torch.Tensor, *, gaussian: bool =
     return rows
 
 
+@dataclass
+class PositionScores(ForwardState):
+    """The forward state with every position's class probabilities ``(B, h·w, classes)`` and how
+    they were had."""
+
+    scores: torch.Tensor | None = None
+    tail_mode: str = "tail"
+    reason: str = ""
+    tail_rows: int = 0
+    head_passes: int = 0
+
+
 class ReciproCAM(BaseCAM):
     """Recipro-CAM: each position of the layer's maps kept alone, scored by the network's tail.
 
     Args:
         model: ``nn.Module`` (eval mode) or zoo ``ModelSpec``.
         layer: target layer; default the spec's default layer.
-        batch_size: tail rows per forward pass.
+        batch_size: rows per pass through the tail (the first pass carries the image's own row).
         gaussian: the paper's smoothed variant (each kept position spread over its 3×3 neighbours).
-        mode: ``"auto"`` (the tail, validated, with full re-runs as the fallback), ``"tail"`` (raise
+        mode: ``"auto"`` (the tail, checked, with full re-runs as the fallback), ``"tail"`` (raise
             if the tail does not reproduce the network) or ``"full"`` (always re-run the network).
 
     Cost per image: ``1 + h·w + 1`` forward passes of which ``h·w + 1`` are tail rows (``1 + h·w``
@@ -92,32 +113,69 @@ class ReciproCAM(BaseCAM):
             raise ValueError("Recipro-CAM's passes depend on the layer's height and width; give them.")
         return 1 + int(height) * int(width) + int(options.get("mode", "auto") != "full"), 0
 
+    def _mosaics(self, maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return mosaic_rows(maps, positions, gaussian=self.gaussian)
+
     @torch.inference_mode()
-    def explain(self, state: ForwardState) -> Saliency:
-        batch, _, height, width = state.activations.shape
+    def forward(self, inputs: torch.Tensor, targets: Targets) -> PositionScores:
+        """Each image once through the network, its first positions riding in the same pass; the
+        rest through the tail in chunks (module docstring)."""
+        full = self.mode == "full"
+        reason = ""
+        if not full:
+            holds, reason = tail_holds(self.network, self.layer, self.layer_name, inputs[:1], self._first_rows)
+            if not holds and self.mode == "tail":
+                raise TailMismatchError(f"Recipro-CAM's tail failed its check: {reason}.")
+            full = not holds
         tail = Tail(self.network, self.layer)
-        positions = torch.arange(height * width, device=state.activations.device)
-        chunks = positions.split(self.batch_size)
-        maps = state.activations.new_empty(batch, height * width, dtype=torch.float32)
-        full, reason, rows_run, head_passes = self.mode == "full", "", 0, 0
-        for b in range(batch):
-            image, own = state.inputs[b : b + 1], state.activations[b]
-            for index, chunk in enumerate(chunks):
-                rows = mosaic_rows(own, chunk, gaussian=self.gaussian)
-                if b == 0 and index == 0 and not full:  # the tail checked once per call
-                    check = tail.validated(image, own[None], state.logits[b], rows)
-                    rows_run, head_passes = rows_run + check.rows_run, head_passes + 1
-                    if check.logits is None and self.mode == "tail":
-                        raise TailMismatchError(f"Recipro-CAM's tail failed validation: {check.reason}.")
-                    full, reason, logits = check.logits is None, check.reason, check.logits
-                    if logits is not None:
-                        maps[b, chunk] = logits.softmax(dim=1)[:, state.targets[b]]
-                        continue
-                logits = tail.logits(image, rows, full=full)
-                rows_run += rows.shape[0]
-                head_passes += rows.shape[0] if full else 1
-                maps[b, chunk] = logits.softmax(dim=1)[:, state.targets[b]]
-        scaled = minmax(maps.view(batch, height, width))
-        extras = {"tail_mode": "full" if full else "tail", "tail_fallback_reason": reason,
-                  "tail_rows": rows_run, "head_passes": head_passes}
-        return Saliency(scaled, forward_passes=rows_run, extras=extras)
+        logits, maps, scores, rows_run, head_passes = [], [], [], 0, 0
+        for b in range(inputs.shape[0]):
+            image = inputs[b : b + 1]
+            if full:
+                own_logits, own_maps = self._plain_pass(image)
+                head_passes += 1
+                first: list[torch.Tensor] = []
+                done = 0
+            else:
+                with expanded_output(self.layer, self._first_rows) as seen:
+                    out = self.network.eager(image).float()
+                own_logits, own_maps, first = out[:1], seen.output.clone(), [out[1:]]
+                done, head_passes, rows_run = out.shape[0] - 1, head_passes + 1, rows_run + out.shape[0]
+            check_finite(own_maps, self.layer_name)
+            positions = torch.arange(done, own_maps.shape[-2] * own_maps.shape[-1], device=own_maps.device)
+            rest = []
+            for chunk in positions.split(self.batch_size):
+                rest.append(tail.logits(image, self._mosaics(own_maps[0], chunk), full=full))
+                rows_run += chunk.shape[0]
+                head_passes += chunk.shape[0] if full else 1
+            logits.append(own_logits)
+            maps.append(own_maps)
+            scores.append(torch.cat(first + rest).softmax(dim=1))
+        logits_all = torch.cat(logits)
+        return PositionScores(
+            inputs, logits_all, torch.cat(maps), None, resolve_targets(targets, logits_all),
+            scores=torch.stack(scores), tail_mode="full" if full else "tail", reason=reason,
+            tail_rows=rows_run, head_passes=head_passes,
+        )
+
+    def _first_rows(self, output: torch.Tensor) -> torch.Tensor:
+        """The mosaics that ride along in an image's own pass: the first ``batch_size − 1`` positions."""
+        positions = torch.arange(min(self.batch_size - 1, output.shape[-2] * output.shape[-1]), device=output.device)
+        return self._mosaics(output[0], positions)
+
+    def _plain_pass(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..hooks import LayerCapture
+
+        with LayerCapture(self.model, self.layer) as capture:
+            logits = self.network.eager(image).float()
+            maps = capture.activations.clone()
+        return logits, maps
+
+    def explain(self, state: ForwardState) -> Saliency:
+        assert isinstance(state, PositionScores) and state.scores is not None
+        batch, _, height, width = state.activations.shape
+        picked = state.scores.gather(2, state.targets.view(-1, 1, 1).expand(-1, height * width, 1)).squeeze(2)
+        scaled = minmax(picked.view(batch, height, width))
+        extras = {"tail_mode": state.tail_mode, "tail_fallback_reason": state.reason,
+                  "tail_rows": state.tail_rows, "head_passes": state.head_passes}
+        return Saliency(scaled, forward_passes=state.tail_rows, extras=extras)
