@@ -24,7 +24,7 @@ from clustercam.bench.settings import BenchmarkSettings
 from clustercam.cli import add_bench_arguments, parse_option, run_bench_command
 from clustercam.zoo import load_model
 
-from .conftest import ASSETS
+from .conftest import ASSETS, ROOT
 
 EVAL = Path(__file__).resolve().parents[2] / "shared/eval"
 SAMPLES = EVAL / "imagenet-samples"
@@ -383,3 +383,27 @@ def test_the_report_settings_and_the_fingerprint_come_from_the_one_settings(tmp_
     for same in ({"resamples": 10}, {"workers": 1}, {"warmup": False}, {"progress": False}, {"out": tmp_path},
                  {"reference": "gradcam"}, {"device": "cpu"}):
         assert key(dataclasses.replace(base, **same)) == as_written_before, same
+
+
+def test_the_readme_and_docs_quote_the_recipro_cam_table_as_measured():
+    """The statements of where Cluster-CAM is ahead of Recipro-CAM and behind it follow the
+    committed reporting run (its intervals.csv and Table 2): rerun the table, and a stale sentence
+    fails here."""
+    folder = ROOT / "docs" / "benchmarks" / "reporting" / "lite0-bn2-reciprocam"
+    with (folder / "intervals.csv").open() as handle:
+        rows = {(row["method"], row["metric"]): row for row in csv.DictReader(handle)}
+
+    def interval(metric: str, digits: int) -> str:
+        row = rows[("reciprocam", metric)]
+        numbers = [float(row[key]) for key in ("estimate", "low", "high")]
+        return "{} [{}, {}]".format(*(f"{value:+.{digits}f}".replace("-", "−") for value in numbers))
+
+    readme, docs = (" ".join((ROOT / name).read_text().split()) for name in ("README.md", "docs/benchmarks.md"))
+    assert interval("average_drop", 1) in readme and interval("average_drop", 2) in docs
+    assert interval("pair_share", 3) in readme and interval("pair_share", 3) in docs
+    assert interval("adcc", 1) in readme and interval("adcc", 2) in docs
+    assert interval("coherency", 1) in docs
+    seconds = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in (folder / "table2.md").read_text().splitlines()
+               if line.startswith("| ") and line.split("|")[2].strip().replace(".", "").isdigit()}
+    assert f"{seconds['clustercam']:.3f} s against {seconds['reciprocam']:.3f} s" in readme
+    assert f"{seconds['clustercam'] / seconds['reciprocam']:.1f} × faster" in docs
