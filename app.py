@@ -2,7 +2,8 @@
 
 This file only assembles the page: the shared controls (:mod:`clustercamapp.controls`) and one
 module per tab (:mod:`clustercamapp.tabs`), each building its own components and listeners. Run
-``python app.py`` (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` choose the address,
+``python app.py`` (``--model classifier.pt2 --labels classes.txt`` adds your own exported classifier
+beside the zoo; ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` choose the address,
 ``CLUSTERCAM_APP_MAX_FILE_SIZE`` the upload limit, default ``20mb``).
 
 Named API endpoints (``gradio_client``; a ``Client`` keeps its session, so /reweight and
@@ -26,6 +27,8 @@ states its cost before it runs and is refused above the server's budget (README,
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +105,10 @@ def server_status() -> dict:
 
 
 def build_page() -> Page:
-    """Settings on the left; Explain / Compare / Sweeps / How it works on the right."""
-    default_model = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else available_models()[0]
+    """Settings on the left; Explain / Compare / Sweeps / How it works on the right. The model
+    chosen at first: the file the server was started with, else the embedded default."""
+    zoo_default = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else available_models()[0]
+    default_model = next(iter(engine.FILES), zoo_default)
     spec = get_model(default_model)
     with gr.Blocks(title="Cluster-CAM explorer", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(T("page.title"), elem_id="title")
@@ -133,9 +138,24 @@ def build_demo() -> gr.Blocks:
     return build_page().demo
 
 
+def command_line(argv: list[str]) -> argparse.Namespace:
+    """``python app.py [--model classifier.pt2 --labels classes.txt]``."""
+    parser = argparse.ArgumentParser(description="The Cluster-CAM explorer (a Gradio app).")
+    parser.add_argument("--model", help="a classifier exported with torch.export.save (*.pt2), offered beside "
+                                        "the zoo and chosen at first (a file you trust: it is code you run)")
+    parser.add_argument("--labels", help="its class names, one per line, in the order of its logits")
+    return parser.parse_args(argv)
+
+
 tune_allocator()  # flat memory for a long-running server (see clustercamapp/memory.py)
 if torch.cuda.is_available():  # once, before serving: fixed input sizes, let cuDNN pick its fastest kernels
     torch.backends.cudnn.benchmark = True
+ARGUMENTS = command_line(sys.argv[1:]) if __name__ == "__main__" else None
+if ARGUMENTS is not None and ARGUMENTS.model:
+    try:
+        engine.add_model_file(ARGUMENTS.model, ARGUMENTS.labels)
+    except ValueError as error:  # no such file, not a classifier, labels that do not match it
+        sys.exit(f"app.py: {error}")
 page = build_page()
 demo = page.demo
 

@@ -120,8 +120,9 @@ class Server:
         return self.read_log()[-characters:]
 
 
-def start_app(env: Mapping[str, str] | None = None, log: Path | None = None, port: int | None = None) -> Server:
-    """``python app.py`` on ``HOST:port`` (default a free port) with :func:`app_environment`,
+def start_app(env: Mapping[str, str] | None = None, log: Path | None = None, port: int | None = None,
+              args: list[str] | tuple[str, ...] = ()) -> Server:
+    """``python app.py [args]`` on ``HOST:port`` (default a free port) with :func:`app_environment`,
     its stdout and stderr in ``log`` (a temporary file when None, removed by :func:`stop_app`).
     It runs in its own session: a Ctrl-C in the terminal reaches this process, which stops it."""
     port = free_port() if port is None else port
@@ -133,7 +134,7 @@ def start_app(env: Mapping[str, str] | None = None, log: Path | None = None, por
         temporary = False
     launched = time.monotonic()
     with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=app_environment(port, env),
+        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=app_environment(port, env),
                                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return Server(f"http://{HOST}:{port}", process, log, launched_at=launched, temporary_log=temporary)
@@ -186,11 +187,12 @@ def stop_app(server: Server, timeout: float = 30.0) -> int | None:
 
 @contextlib.contextmanager
 def serve_app(env: Mapping[str, str] | None = None, log: Path | None = None, *, url: str | None = None,
-              pid: int | None = None, timeout: float = 300.0, stop_timeout: float = 30.0) -> Iterator[Server]:
+              pid: int | None = None, timeout: float = 300.0, stop_timeout: float = 30.0,
+              args: list[str] | tuple[str, ...] = ()) -> Iterator[Server]:
     """``python app.py`` started (see :func:`start_app`), waited for (:func:`wait_until_up`) and
     stopped at the end (:func:`stop_app`), also when waiting fails; with ``url``, the app already
     running there (``pid``: its process, if known), only waited for."""
-    server = Server(url.rstrip("/"), given_pid=pid) if url else start_app(env, log)
+    server = Server(url.rstrip("/"), given_pid=pid) if url else start_app(env, log, args=args)
     try:
         wait_until_up(server, timeout)
         yield server

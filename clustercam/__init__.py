@@ -14,6 +14,7 @@ from . import environment as _environment
 # folder first (the one place this default is set).
 _environment.point_inductor_cache()
 
+from .classifiers import from_module
 from .clustering import kmeans, spectral_clustering
 from .hooks import LayerCapture
 from .imaging import ImageError, load_image
@@ -54,6 +55,7 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "available_models",
+    "from_module",
     "get_method",
     "kmeans",
     "load_image",

@@ -32,7 +32,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="explain images (a file or every image in a folder)")
     explain.add_argument("images", type=Path, help="an image file or a folder of images")
-    explain.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL}; see 'clustercam models')")
+    explain.add_argument("--model", default=DEFAULT_MODEL,
+                         help=f"zoo model (default {DEFAULT_MODEL}; see 'clustercam models'), or a torch.export file (*.pt2)")
+    explain.add_argument("--labels", default=None, help="an exported model's class names, one per line")
     explain.add_argument("--layer", default=None, help="target layer (default: the model's; see 'clustercam layers')")
     explain.add_argument("--method", default="clustercam", choices=sorted(METHODS), help="explanation method")
     explain.add_argument("--preset", choices=sorted([*PRESETS, *ALIASES]), default=None,
@@ -60,7 +62,8 @@ def _build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_models_command)
 
     layers = commands.add_parser("layers", help="list a model's explainable layers")
-    layers.add_argument("--model", default=DEFAULT_MODEL)
+    layers.add_argument("--model", default=DEFAULT_MODEL, help="zoo model or a torch.export file (*.pt2)")
+    layers.add_argument("--labels", default=None, help="an exported model's class names, one per line")
     layers.set_defaults(handler=_layers_command)
 
     bench = commands.add_parser("bench", help="faithfulness and speed of methods over labelled folders (Tables 1–2)")
@@ -221,7 +224,7 @@ def _explain_command(args: argparse.Namespace) -> int:
     from .zoo import load_model
 
     files = _image_files(args.images)
-    spec = load_model(args.model, device=args.device)
+    spec = load_model(args.model, device=args.device, labels=args.labels)
     options = _method_options(args)
     failures = 0
     progress = tqdm(files, unit="image", disable=args.no_progress or len(files) == 1, file=sys.stderr)
@@ -262,7 +265,7 @@ def _models_command(_args: argparse.Namespace) -> int:
 def _layers_command(args: argparse.Namespace) -> int:
     from .zoo import load_model
 
-    spec = load_model(args.model, pretrained=False)
+    spec = load_model(args.model, pretrained=False, labels=args.labels)
     for layer in spec.layers():
         marker = "  (default)" if layer.name == spec.default_layer else ""
         print(layer.label + marker)

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .layouts import MAPS, Layout, layout_of
+
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """``(name, module)`` for a layer given by its dotted name or as the module itself.
@@ -34,32 +36,40 @@ class LayerCapture:
     """Context manager that records the output of one layer on forward passes.
 
     While the context is open, every forward pass *made by the thread that opened it* stores the
-    layer's output in :attr:`activations` (a reference, never a copy, and never moved to the host).
-    Forward passes from other threads (a web server explaining two images at once) are ignored.
-    The hook is removed on exit, also when the body raises, and :attr:`activations` is released.
+    layer's output in :attr:`output` and its feature maps ``(B, C, h, w)`` in :attr:`activations`
+    (a reference or a view, never moved to the host): a convolutional layer's output as it is, a
+    vision transformer's tokens or a Swin stage's ``(B, h, w, C)`` read as maps on their grid
+    (:mod:`clustercam.layouts`; :attr:`layout` says how). Forward passes from other threads (a web
+    server explaining two images at once) are ignored. The hook is removed on exit, also when the
+    body raises, and the captured tensors are released.
 
     With ``differentiable=True`` the hook hands the rest of the network a detached copy of the
-    output that requires grad, so ``torch.autograd.grad(score, capture.activations)`` gives
-    ∂score/∂F (the gradients of eqs. 3–6) by back-propagating through the layers *after* the
-    target layer only, whether or not the model's parameters require grad.
+    output that requires grad, so :meth:`gradients` gives ∂score/∂F (the gradients of eqs. 3–6) as
+    maps, by back-propagating through the layers *after* the target layer only, whether or not the
+    model's parameters require grad.
 
     Use :meth:`paused` around forward passes whose activations are not wanted (masked inputs).
     """
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module, *, differentiable: bool = False):
+    def __init__(self, model: nn.Module, layer: str | nn.Module, *, differentiable: bool = False,
+                 input_shape: tuple[int, int] | None = None):
+        self.model = model
+        self.input_shape = input_shape  # (height, width) of the input: a token layer's grid follows it
         self.name, self.module = resolve_layer(model, layer)
         self.differentiable = differentiable
         self.activations: torch.Tensor | None = None
-        self._handle: RemovableHandle | None = None
+        self.output: torch.Tensor | None = None
+        self.layout: Layout = MAPS
+        self._handles: list[RemovableHandle] = []
         self._owner: int | None = None
         self._active = True
 
     def __enter__(self) -> LayerCapture:
-        if self._handle is not None:
+        if self._handles:
             raise RuntimeError("LayerCapture is not re-entrant.")
         self._owner = threading.get_ident()
         self._active = True
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._handles = [self.module.register_forward_hook(self._hook)]
         return self
 
     def __exit__(
@@ -71,11 +81,11 @@ class LayerCapture:
         self.remove()
 
     def remove(self) -> None:
-        """Remove the hook and drop the captured tensor (idempotent)."""
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        self.activations = None
+        """Remove the hooks and drop the captured tensors (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.activations = self.output = None
 
     def paused(self) -> _Paused:
         """A context in which forward passes are not captured."""
@@ -89,24 +99,28 @@ class LayerCapture:
                 f"Layer '{self.name}' returns {type(output).__name__}, not a tensor; pick a layer "
                 "whose output is a feature map."
             )
-        if output.dim() != 4:
+        height, width = self.input_shape or (0, 0)  # unknown: the model's own image size
+        layout = layout_of(self.model, self.module, output, height, width)
+        if layout is None:
             raise ValueError(
-                f"Layer '{self.name}' outputs a tensor of shape {tuple(output.shape)}; "
-                "an explainable layer outputs feature maps (batch × channels × height × width)."
+                f"Layer '{self.name}' outputs a tensor of shape {tuple(output.shape)}; an explainable layer "
+                "outputs feature maps (batch × channels × height × width) or a vision transformer's tokens "
+                "(batch × (prefix tokens + one per patch) × channels) on more than one position."
             )
+        replaced = None
         if self.differentiable and torch.is_grad_enabled():
-            output = output.detach().requires_grad_(True)
-            self.activations = output
-            return output
-        self.activations = output
-        return None
+            output = replaced = output.detach().requires_grad_(True)
+        self.output, self.layout = output, layout
+        self.activations = layout.to_maps(output)
+        return replaced
 
     def gradients(self, scores: torch.Tensor) -> torch.Tensor:
-        """∂(Σ scores)/∂activations; with one score per image, each image gets its own gradient."""
-        if self.activations is None or not self.activations.requires_grad:
+        """∂(Σ scores)/∂activations as maps ``(B, C, h, w)``; with one score per image, each image
+        gets its own gradient (a token layer's prefix tokens get none: they are not maps)."""
+        if self.output is None or not self.output.requires_grad:
             raise RuntimeError("No differentiable activations were captured (differentiable=True and grad mode needed).")
-        (grad,) = torch.autograd.grad(scores.sum(), self.activations)
-        return grad
+        (grad,) = torch.autograd.grad(scores.sum(), self.output)
+        return self.layout.to_maps(grad)
 
 
 class _Paused:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imaging import ImageSource, check_has_content, load_image, resize_for_network
+from .imaging import ImageSource, check_has_content, load_image
 from .methods import ClusterCAM, ClusterCAMResult, get_method
 from .methods.base import BaseCAM, CAMResult, Explanation
 from .render import resize_heatmap
@@ -92,7 +92,7 @@ def explain_image(
         ValueError: bad layer, target or option (message fit for a person).
     """
     image = check_has_content(load_image(source))
-    prepared = resize_for_network(image, spec.input_size)
+    prepared = spec.resize(image)
     inputs = spec.to_tensor(prepared)
     layer = layer or spec.default_layer
     target_index = None if target is None or target == "" else spec.class_index(target)

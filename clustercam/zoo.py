@@ -10,6 +10,7 @@ with what to do where that is impossible.
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from PIL import Image
 from torch import nn
 
 from . import _efficientnet_lite
-from .imaging import ImageSource, load_image, resize_for_network
+from .imaging import ImageSource, load_image, network_size, resize_for_network
+from .layouts import layout_of, patch_grid
 from .network import Network, channels_last_wanted
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,6 +35,8 @@ LITE_STD = (128 / 255,) * 3
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 #: Modules that hand on a tensor computed elsewhere: never worth listing as a layer.
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
+#: Pass-through modules of other libraries, by class name (timm's stochastic depth: identity in eval).
+_PASS_THROUGH_NAMES = frozenset({"DropPath"})
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -98,6 +102,10 @@ class ModelSpec:
         categories: the class names, index-aligned with the logits.
         default_layer: the layer explained when none is named.
         input_size: shorter side of the network input, in pixels.
+        input_shape: ``(height, width)`` when the network takes inputs of one size only (a vision
+            transformer's fixed patch grid, a program exported for one size): every image is
+            resized to it, its aspect ratio not kept. None: any size, the shorter side at
+            ``input_size``.
     """
 
     name: str
@@ -112,6 +120,7 @@ class ModelSpec:
     offline: bool = False
     #: the model's memory layout as :func:`load_model` left it (``None``: ask the environment)
     channels_last: bool | None = None
+    input_shape: tuple[int, int] | None = None
     _layers: list[LayerInfo] | None = field(default=None, repr=False)
     _network: Network | None = field(default=None, repr=False)
 
@@ -125,7 +134,24 @@ class ModelSpec:
 
     def prepare(self, image: ImageSource) -> Image.Image:
         """The RGB image exactly as the network will see it (resized, aspect ratio bounded)."""
-        return resize_for_network(load_image(image), self.input_size)
+        return self.resize(load_image(image))
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        """An RGB image resized for the network: to :attr:`input_shape` when the network takes one
+        size only, else its shorter side to :attr:`input_size` (aspect ratio bounded)."""
+        if self.input_shape is None:
+            return resize_for_network(image, self.input_size)
+        height, width = self.input_shape
+        if image.size == (width, height):
+            return image
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+    def network_shape(self, width: int, height: int) -> tuple[int, int]:
+        """``(height, width)`` of the network's input for an image of ``width × height``."""
+        if self.input_shape is not None:
+            return self.input_shape
+        columns, rows = network_size(width, height, self.input_size)
+        return rows, columns
 
     def to_tensor(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
         """Normalise already prepared RGB images of one size into a ``B×3×H×W`` device tensor."""
@@ -182,41 +208,47 @@ class ModelSpec:
     def layers(self) -> list[LayerInfo]:
         """Explainable layers in forward order (computed once with a probe forward pass)."""
         if self._layers is None:
-            self._layers = list_layers(self.model, self.input_size, self.device)
+            self._layers = list_layers(self.model, self.input_size, self.device, self.input_shape)
         return list(self._layers)
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers()]
 
 
-def list_layers(model: nn.Module, input_size: int, device: torch.device) -> list[LayerInfo]:
-    """Modules whose output is a ``B×C×h×w`` map with ``h·w > 1``, in the order they finish.
+def list_layers(model: nn.Module, input_size: int, device: torch.device,
+                input_shape: tuple[int, int] | None = None) -> list[LayerInfo]:
+    """Modules whose output holds feature maps on more than one position, in the order they finish:
+    ``B×C×h×w`` maps, or a vision transformer's tokens (or Swin's ``B×h×w×C``) read as maps on
+    their grid (:mod:`clustercam.layouts`), probed with one pass of an input of ``input_shape``
+    (default the square of ``input_size``).
 
     A container whose output is the very tensor of its last child (``layer4`` and
     ``layer4.2``) is listed once, under the container's name; modules called more than once per
     forward pass (shared activations) are left out since their output is ambiguous, and so are
     pass-through modules (identity, dropout).
     """
+    height, width = input_shape or (input_size, input_size)
     calls: dict[str, int] = {}
     found: dict[str, tuple[torch.Tensor, str]] = {}
     order: list[str] = []
     handles = []
 
-    def make_hook(name: str):
-        def hook(module: nn.Module, _inputs, output) -> None:
+    def make_hook(name: str, module: nn.Module):
+        def hook(_module: nn.Module, _inputs, output) -> None:
             calls[name] = calls.get(name, 0) + 1
-            if isinstance(output, torch.Tensor) and output.dim() == 4:
-                found[name] = (output, type(module).__name__)
+            layout = layout_of(model, module, output, height, width)
+            if layout is not None:
+                found[name] = (layout.to_maps(output), type(module).__name__, output.data_ptr())
                 order.append(name)
 
         return hook
 
     for name, module in model.named_modules():
-        if name and not isinstance(module, _PASS_THROUGH):
-            handles.append(module.register_forward_hook(make_hook(name)))
+        if name and not isinstance(module, _PASS_THROUGH) and type(module).__name__ not in _PASS_THROUGH_NAMES:
+            handles.append(module.register_forward_hook(make_hook(name, module)))
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, input_size, input_size, device=device))
+            model(torch.zeros(1, 3, height, width, device=device))
     finally:
         for handle in handles:
             handle.remove()
@@ -224,11 +256,10 @@ def list_layers(model: nn.Module, input_size: int, device: torch.device) -> list
     layers: list[LayerInfo] = []
     position: dict[int, int] = {}
     for name in order:
-        output, kind = found[name]
-        if calls[name] != 1 or output.shape[2] * output.shape[3] <= 1:
+        maps, kind, key = found[name]
+        if calls[name] != 1:
             continue
-        info = LayerInfo(name, kind, output.shape[1], output.shape[2], output.shape[3])
-        key = output.data_ptr()
+        info = LayerInfo(name, kind, maps.shape[1], maps.shape[2], maps.shape[3])
         if key in position and layers[position[key]].channels == info.channels:
             layers[position[key]] = info  # the enclosing module, same tensor
         else:
@@ -237,12 +268,36 @@ def list_layers(model: nn.Module, input_size: int, device: torch.device) -> list
     return layers
 
 
+def fixed_input_shape(model: nn.Module) -> tuple[int, int] | None:
+    """``(height, width)`` a transformer takes when its patch grid is fixed (timm's ViT, DeiT and Swin
+    unless built with ``dynamic_img_size``; torchvision's ViT), else None."""
+    if isinstance(getattr(model, "image_size", None), int) and hasattr(model, "class_token"):  # torchvision
+        return model.image_size, model.image_size
+    embed = getattr(model, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    if size is None or getattr(embed, "dynamic_img_size", False) or getattr(embed, "strict_img_size", True) is False:
+        return None
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
 def _last_non_pooling_layer(model: nn.Module, layers: list[LayerInfo]) -> str:
     modules = dict(model.named_modules())
     for layer in reversed(layers):
         if not isinstance(modules[layer.name], _POOLING):
             return layer.name
     return layers[-1].name
+
+
+def default_layer(model: nn.Module, layers: list[LayerInfo]) -> str:
+    """The layer explained when none is named: a CNN's last layer that is not a pooling; a vision
+    transformer that reads its class token (timm's ``global_pool="token"``, torchvision's ViT), the
+    last block's first normalisation (what the class token attends from: the patch tokens of the
+    last block's *output* no longer reach the logits), else its last listed layer."""
+    if patch_grid(model, 0, 0) is not None and str(getattr(model, "global_pool", "token")) == "token":
+        for layer in reversed(layers):
+            if layer.name.endswith((".norm1", ".ln_1")):
+                return layer.name
+    return _last_non_pooling_layer(model, layers)
 
 
 def _torchvision_builder(architecture: str, weights_enum: str) -> Callable[[bool], nn.Module]:
@@ -347,7 +402,7 @@ def _lite_entry(variant: str, title: str) -> ModelEntry:
     )
 
 
-#: The named zoo. ``timm/<architecture>`` names any other timm classifier.
+#: The named zoo. ``timm/<architecture>`` names any other timm classifier (transformers included).
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
@@ -357,6 +412,9 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("alexnet", "AlexNet (torchvision)", _torchvision_builder("alexnet", "AlexNet_Weights"), 224, default_layer="features.11"),
         ModelEntry("vgg16", "VGG-16 (torchvision)", _torchvision_builder("vgg16", "VGG16_Weights"), 224, default_layer="features.29"),
         ModelEntry("resnet50", "ResNet-50 (torchvision)", _torchvision_builder("resnet50", "ResNet50_Weights"), 224, default_layer="layer4"),
+        # a vision transformer: its blocks' tokens are read as maps on the 14 × 14 patch grid
+        ModelEntry("timm/deit_tiny_patch16_224", "DeiT-Tiny (timm, a vision transformer)",
+                   _timm_builder("deit_tiny_patch16_224"), 224),
     )
 }
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -386,23 +444,35 @@ def _entry_for(name: str) -> ModelEntry:
     )
 
 
+def is_model_file(name: str | os.PathLike) -> bool:
+    """Whether ``name`` names an exported program file (``*.pt2``) rather than a zoo model."""
+    return str(name).endswith(".pt2") or (os.sep in str(name) and Path(name).is_file())
+
+
 def load_model(
-    name: str = DEFAULT_MODEL,
+    name: str | os.PathLike = DEFAULT_MODEL,
     device: str | torch.device | None = None,
     *,
     pretrained: bool = True,
+    labels: str | os.PathLike | Sequence[str] | None = None,
 ) -> ModelSpec:
-    """Build a zoo model in eval mode on ``device`` (default: :func:`default_device`).
+    """Build a zoo model in eval mode on ``device`` (default: :func:`default_device`), or read an
+    exported program file (:func:`clustercam.classifiers.load_exported`).
 
     Args:
-        name: a key of :data:`MODELS` or ``timm/<architecture>``.
+        name: a key of :data:`MODELS`, ``timm/<architecture>``, or a ``torch.export`` file (``*.pt2``).
         pretrained: ``False`` keeps random weights (useful to test mechanics offline).
+        labels: an exported program's class names: a text file, one per line, or the names.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name; a file that is no classifier, or labels that do not match it.
         WeightsUnavailableError: the weights need a download that failed.
     """
-    entry = _entry_for(name)
+    if is_model_file(name):
+        from .classifiers import load_exported
+
+        return load_exported(name, labels, device=device)
+    entry = _entry_for(str(name))
     target = torch.device(device) if device is not None else default_device()
     model = entry.build(pretrained)
     for module in model.modules():
@@ -415,11 +485,13 @@ def load_model(
         model = model.to(memory_format=torch.channels_last)
 
     input_size, mean, std = entry.input_size, entry.mean, entry.std
+    input_shape = None
     if name.startswith("timm/"):
         config = getattr(model, "pretrained_cfg", {}) or {}
         input_size = int(config.get("input_size", (3, 224, 224))[-1])
         mean = tuple(config.get("mean", IMAGENET_MEAN))  # type: ignore[assignment]
         std = tuple(config.get("std", IMAGENET_STD))  # type: ignore[assignment]
+        input_shape = fixed_input_shape(model)
     classes = getattr(model, "num_classes", 1000)
     categories = imagenet_categories() if classes == 1000 else tuple(f"class {i}" for i in range(classes))
     spec = ModelSpec(
@@ -434,7 +506,8 @@ def load_model(
         std=std,
         offline=entry.offline,
         channels_last=channels_last,
+        input_shape=input_shape,
     )
     if not spec.default_layer:
-        spec.default_layer = _last_non_pooling_layer(model, spec.layers())
+        spec.default_layer = default_layer(model, spec.layers())
     return spec

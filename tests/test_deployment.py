@@ -110,3 +110,12 @@ def test_space_front_matter(readme):
     assert front["sdk"] == "docker" and front["app_port"] == 7860
     assert front["title"] and len(front.get("short_description", "")) <= 60
     assert "Docker and Hugging Face Spaces" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("readme", ["space/README.md", "space/zerogpu/README.md"])
+def test_both_space_cards_list_the_vision_transformer_the_explorer_offers(readme):
+    import clustercam
+
+    front = yaml.safe_load((ROOT / readme).read_text().split("---\n")[1])
+    assert "timm/deit_tiny_patch16_224.fb_in1k" in front["models"] and "DeiT-Tiny" in (ROOT / readme).read_text()
+    assert "timm/deit_tiny_patch16_224" in clustercam.available_models()

@@ -97,8 +97,9 @@ class AblationCAM(WeightedCAM):
         Returns ``(logits of the ablated rows, "", rows evaluated)`` on success and
         ``(None, reason, rows evaluated)`` when tail mode does not reproduce the network.
         """
-        rows = ablated_copies(state.activations[0], channels, self.ablation_value)
-        check = Tail(self.network, self.layer).validated(state.inputs[:1], state.activations[:1], state.logits[0], rows)
+        own = state.own_output(0)
+        rows = state.layout.to_output(ablated_copies(state.activations[0], channels, self.ablation_value), own)
+        check = Tail(self.network, self.layer).validated(state.inputs[:1], own, state.logits[0], rows)
         return check.logits, check.reason, check.rows_run
 
     @torch.inference_mode()
@@ -124,6 +125,7 @@ class AblationCAM(WeightedCAM):
                     logits = first_chunk
                 else:
                     rows = ablated_copies(state.activations[b], chunk, self.ablation_value)
+                    rows = state.layout.to_output(rows, state.own_output(b))  # a transformer's tokens
                     logits = Tail(self.network, self.layer).logits(state.inputs[b : b + 1], rows, full=not tail)
                     rows_evaluated += chunk.shape[0]
                     head_passes += 1 if tail else chunk.shape[0]

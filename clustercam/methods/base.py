@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..hooks import LayerCapture, resolve_layer
+from ..layouts import MAPS, Layout, layout_of
 from ..maps import relu_max, upsample
 from ..network import Network
 
@@ -110,13 +111,29 @@ class CAMResult:
 
 @dataclass
 class ForwardState:
-    """What ``explain`` receives: the batch, its logits and the captured layer."""
+    """What ``explain`` receives: the batch, its logits and the captured layer.
+
+    Attributes:
+        activations: the layer's feature maps ``(B, C, h, w)`` (a transformer's tokens read as maps
+            on their grid: :mod:`clustercam.layouts`).
+        gradients: ∂s_c/∂F as maps, for methods that need them.
+        layout: how the layer's own output holds the maps.
+        output: the layer's output in its own layout (what a replacement handed to the rest of the
+            network must look like); None when it is ``activations`` itself.
+    """
 
     inputs: torch.Tensor
     logits: torch.Tensor
     activations: torch.Tensor
     gradients: torch.Tensor | None
     targets: torch.Tensor
+    layout: Layout = MAPS
+    output: torch.Tensor | None = None
+
+    def own_output(self, index: int) -> torch.Tensor:
+        """Image ``index``'s layer output in the layer's own layout, ``(1, …)``."""
+        source = self.activations if self.output is None else self.output
+        return source[index : index + 1]
 
 
 @dataclass
@@ -250,29 +267,35 @@ class BaseCAM:
         and the logits where the network has one (:meth:`Network.layer_and_logits`), else with a
         hook on the eager model.
         """
+        height, width = inputs.shape[-2:]
         if not self.needs_gradients:
             with torch.inference_mode():
                 fast = self.network.layer_and_logits(self.layer_name, inputs)
-                if fast is None:
-                    with LayerCapture(self.model, self.layer) as capture:
+                if fast is not None:  # a compiled graph: the layer's output in its own layout
+                    layout = layout_of(self.model, self.layer, fast[0], height, width) or MAPS
+                else:
+                    with LayerCapture(self.model, self.layer, input_shape=(height, width)) as capture:
                         logits = self.network.eager(inputs)
-                        fast = (capture.activations, logits)
+                        fast, layout = (capture.output, logits), capture.layout
             if fast[0] is None:
                 raise RuntimeError(f"Layer '{self.layer_name}' was not reached by the forward pass.")
             # clones outside inference mode: ordinary tensors for the steps after this one
-            activations, logits = (tensor.clone(memory_format=torch.contiguous_format) for tensor in fast)
+            output, logits = (tensor.clone(memory_format=torch.contiguous_format) for tensor in fast)
+            activations = layout.to_maps(output).contiguous()
             check_finite(activations, self.layer_name)
-            return ForwardState(inputs, logits, activations, None, resolve_targets(targets, logits))
-        with LayerCapture(self.model, self.layer, differentiable=True) as capture:
+            return ForwardState(inputs, logits, activations, None, resolve_targets(targets, logits), layout,
+                                None if layout.kind == "maps" else output)
+        with LayerCapture(self.model, self.layer, differentiable=True, input_shape=(height, width)) as capture:
             with torch.enable_grad():
                 logits = self.network.eager(inputs)
             if capture.activations is None:
                 raise RuntimeError(f"Layer '{self.layer_name}' was not reached by the forward pass.")
             resolved = resolve_targets(targets, logits)
             gradients = capture.gradients(logits.gather(1, resolved[:, None])).detach()
-            activations = capture.activations.detach()
+            activations, output, layout = capture.activations.detach(), capture.output.detach(), capture.layout
         check_finite(activations, self.layer_name)
-        return ForwardState(inputs, logits.detach(), activations, gradients, resolved)
+        return ForwardState(inputs, logits.detach(), activations, gradients, resolved, layout,
+                            None if layout.kind == "maps" else output)
 
     def explain(self, state: ForwardState) -> Saliency:
         raise NotImplementedError

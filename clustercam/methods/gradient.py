@@ -165,7 +165,7 @@ class SmoothGradCAMPlusPlus(WeightedCAM):
         chunks = []
         for start in range(0, copies.shape[0], self.batch_size):
             rows = slice(start, start + self.batch_size)
-            with LayerCapture(self.model, self.layer, differentiable=True) as capture, torch.enable_grad():
+            with LayerCapture(self.model, self.layer, differentiable=True, input_shape=tuple(copies.shape[-2:])) as capture, torch.enable_grad():
                 logits = self.network.eager(copies[rows])
                 chunks.append(capture.gradients(logits.gather(1, classes[rows, None])).float())
         gradients = torch.cat(chunks)

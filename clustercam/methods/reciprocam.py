@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..hooks import LayerCapture
+from ..layouts import MAPS, Layout, layout_of
 from ..maps import minmax
 from ..tail import Tail, TailMismatchError, expanded_output, tail_holds
 from .base import BaseCAM, ForwardState, Saliency, Targets, check_finite, resolve_targets
@@ -65,6 +67,21 @@ def mosaic_rows(maps: torch.Tensor, positions: torch.Tensor, *, gaussian: bool =
             inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
             rows[index[inside], :, y[inside], x[inside]] = kept[inside] * kernel[di + 1, dj + 1]
     return rows
+
+
+class _FirstRows:
+    """Makes the mosaics that ride along in an image's own pass from the layer's output (in its
+    own layout): the first ``batch_size − 1`` positions, as the layer would output them."""
+
+    def __init__(self, cam: ReciproCAM, height: int, width: int):
+        self.cam, self.height, self.width, self.layout = cam, int(height), int(width), MAPS
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        self.layout = layout_of(self.cam.model, self.cam.layer, output, self.height, self.width) or MAPS
+        maps = self.layout.to_maps(output)
+        count = min(self.cam.batch_size - 1, maps.shape[-2] * maps.shape[-1])
+        rows = self.cam._mosaics(maps[0], torch.arange(count, device=maps.device))
+        return self.layout.to_output(rows, output)
 
 
 @dataclass
@@ -120,10 +137,10 @@ class ReciproCAM(BaseCAM):
     def forward(self, inputs: torch.Tensor, targets: Targets) -> PositionScores:
         """Each image once through the network, its first positions riding in the same pass; the
         rest through the tail in chunks (module docstring)."""
-        full = self.mode == "full"
-        reason = ""
+        first_rows = _FirstRows(self, *inputs.shape[-2:])
+        full, reason = self.mode == "full", ""
         if not full:
-            holds, reason = tail_holds(self.network, self.layer, self.layer_name, inputs[:1], self._first_rows)
+            holds, reason = tail_holds(self.network, self.layer, self.layer_name, inputs[:1], first_rows)
             if not holds and self.mode == "tail":
                 raise TailMismatchError(f"Recipro-CAM's tail failed its check: {reason}.")
             full = not holds
@@ -132,20 +149,22 @@ class ReciproCAM(BaseCAM):
         for b in range(inputs.shape[0]):
             image = inputs[b : b + 1]
             if full:
-                own_logits, own_maps = self._plain_pass(image)
-                head_passes += 1
+                own_logits, own_output, layout = self._plain_pass(image)
                 first: list[torch.Tensor] = []
-                done = 0
             else:
-                with expanded_output(self.layer, self._first_rows) as seen:
+                with expanded_output(self.layer, first_rows) as seen:
                     out = self.network.eager(image).float()
-                own_logits, own_maps, first = out[:1], seen.output.clone(), [out[1:]]
-                done, head_passes, rows_run = out.shape[0] - 1, head_passes + 1, rows_run + out.shape[0]
+                own_logits, own_output, layout, first = out[:1], seen.output.clone(), first_rows.layout, [out[1:]]
+                rows_run += out.shape[0]
+            head_passes += 1
+            own_maps = layout.to_maps(own_output)
             check_finite(own_maps, self.layer_name)
+            done = sum(part.shape[0] for part in first)
             positions = torch.arange(done, own_maps.shape[-2] * own_maps.shape[-1], device=own_maps.device)
             rest = []
             for chunk in positions.split(self.batch_size):
-                rest.append(tail.logits(image, self._mosaics(own_maps[0], chunk), full=full))
+                rows = layout.to_output(self._mosaics(own_maps[0], chunk), own_output)
+                rest.append(tail.logits(image, rows, full=full))
                 rows_run += chunk.shape[0]
                 head_passes += chunk.shape[0] if full else 1
             logits.append(own_logits)
@@ -158,18 +177,11 @@ class ReciproCAM(BaseCAM):
             tail_rows=rows_run, head_passes=head_passes,
         )
 
-    def _first_rows(self, output: torch.Tensor) -> torch.Tensor:
-        """The mosaics that ride along in an image's own pass: the first ``batch_size − 1`` positions."""
-        positions = torch.arange(min(self.batch_size - 1, output.shape[-2] * output.shape[-1]), device=output.device)
-        return self._mosaics(output[0], positions)
-
-    def _plain_pass(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..hooks import LayerCapture
-
-        with LayerCapture(self.model, self.layer) as capture:
+    def _plain_pass(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Layout]:
+        """One image's logits and layer output (in its own layout), by a plain pass."""
+        with LayerCapture(self.model, self.layer, input_shape=tuple(image.shape[-2:])) as capture:
             logits = self.network.eager(image).float()
-            maps = capture.activations.clone()
-        return logits, maps
+            return logits, capture.output.clone(), capture.layout
 
     def explain(self, state: ForwardState) -> Saliency:
         assert isinstance(state, PositionScores) and state.scores is not None

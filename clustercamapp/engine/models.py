@@ -40,6 +40,9 @@ from .runtime import RUNTIME
 COMPILE_SHAPES: str = environment.read("CLUSTERCAM_APP_COMPILE_SHAPES")
 #: Models loaded so far, by name (what /status reports).
 LOADED: dict[str, ModelSpec] = {}
+#: Model files the server was started with (``python app.py --model classifier.pt2 --labels
+#: classes.txt``), by name: offered before the zoo, loaded once at start, never compiled again.
+FILES: dict[str, ModelSpec] = {}
 #: Set once the example explanations are in the cache (:func:`clustercamapp.tabs.explain.warm_examples`).
 EXAMPLES_READY = threading.Event()
 STARTED = time.monotonic()
@@ -59,10 +62,23 @@ def model_lock(name: str) -> threading.Lock:
     return _named_lock(_model_locks, name)
 
 
+def add_model_file(path: str, labels: str | None = None) -> ModelSpec:
+    """Load an exported program file (:func:`clustercam.classifiers.load_exported`) and offer it
+    beside the zoo. Raises ``ValueError`` with a message for a person."""
+    spec = load_model(path, labels=labels)
+    FILES[spec.name] = LOADED[spec.name] = spec
+    return spec
+
+
+def offered_models() -> list[str]:
+    """Every model name the app offers: the files it was started with, then the zoo."""
+    return [*FILES, *available_models()]
+
+
 def model_choices() -> list[tuple[str, str]]:
-    """``(title, name)`` of every model the app offers, embedded (offline) ones first; a model
-    whose weights need a download says so in its title."""
-    choices = []
+    """``(title, name)`` of every model the app offers: the files it was started with, embedded
+    (offline) ones, then the rest; a model whose weights need a download says so in its title."""
+    choices = [(f"{name} (your exported model)", name) for name in FILES]
     for name in available_models():
         entry = MODELS.get(name)
         title = entry.title if entry else name
@@ -76,7 +92,10 @@ def model_choices() -> list[tuple[str, str]]:
 def _load(name: str) -> ModelSpec:
     spec = load_model(name)
     spec.layers()  # the probe pass that lists the layers, done once here
-    shapes = common_shapes(spec.input_size) if COMPILE_SHAPES == "common" else ()
+    if spec.input_shape is not None:  # a network of one input size (a vision transformer): that size only
+        shapes = [spec.input_shape]
+    else:
+        shapes = common_shapes(spec.input_size) if COMPILE_SHAPES == "common" else ()
     spec.network.compile([spec.default_layer], background=True, lock=model_lock(name),
                          thread_setup=RUNTIME.lower_priority, shapes=shapes)
     LOADED[name] = spec
@@ -90,7 +109,9 @@ def get_model(name: str) -> ModelSpec:
         ValueError: a name the app does not offer.
         WeightsUnavailableError: its weights need a download that failed.
     """
-    offered = available_models()
+    if name in FILES:
+        return FILES[name]
+    offered = offered_models()
     if name not in offered:
         raise ValueError(say("errors.unknown_model", name=name, offered=", ".join(offered)))
     with _named_lock(_load_locks, name):

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from clustercam import render
-from clustercam.imaging import load_image, network_size
+from clustercam.imaging import load_image
 from clustercam.methods import METHODS
 from clustercam.metrics import average_drop, explanation_scores, increase_in_confidence
 from clustercam.pipeline import explain_image
@@ -157,8 +157,7 @@ def compare_passes(settings: Settings, methods: Any) -> int:
 
 def network_shape(picture: Image.Image, spec: ModelSpec) -> tuple[int, int]:
     """``(height, width)`` of the network's input for ``picture`` (what a layer's grid follows)."""
-    width, height = network_size(picture.width, picture.height, spec.input_size)
-    return height, width
+    return spec.network_shape(picture.width, picture.height)
 
 
 _checked_compare = user_errors(takes_settings("methods")(compare))
