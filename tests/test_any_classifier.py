@@ -40,7 +40,7 @@ def classes(count: int) -> list[str]:
 @pytest.fixture(scope="module")
 def own_cnn():
     torch.manual_seed(0)
-    return clustercam.from_module(torchvision.models.resnet18(num_classes=10), classes(10), input_size=128,
+    return clustercam.from_module(torchvision.models.resnet18(num_classes=10), classes(10), input_size=64,
                                   device="cpu")
 
 
@@ -59,7 +59,7 @@ def test_your_own_network_is_made_ready_like_the_zoos(own_cnn):
     assert not any(getattr(m, "inplace", False) for m in model.modules())  # an in-place ReLU would overwrite maps
     assert own_cnn.default_layer == "layer4" and own_cnn.categories[3] == "thing 3"
     assert [info.name for info in own_cnn.layers()][-2:] == ["layer4.1", "layer4"] or own_cnn.layers()[-1].name == "layer4"
-    assert own_cnn.input_shape is None and own_cnn.preprocess(CHELSEA).shape == (1, 3, 128, 192)
+    assert own_cnn.input_shape is None and own_cnn.preprocess(CHELSEA).shape == (1, 3, 64, 96)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -67,7 +67,7 @@ def test_every_method_explains_your_own_network(own_cnn, method):
     x = own_cnn.preprocess(CHELSEA)
     options = {"q": 4} if method == "clustercam" else QUICK.get(method, {})
     result = clustercam.get_method(method)(own_cnn, **options)(x, 3)
-    assert result.heatmaps.shape == (1, 128, 192) and torch.isfinite(result.heatmaps).all()
+    assert result.heatmaps.shape == (1, 64, 96) and torch.isfinite(result.heatmaps).all()
     assert int(result.targets[0]) == 3 and hook_count(own_cnn.model) == 0
 
 
@@ -211,7 +211,7 @@ def test_a_vit_layer_is_read_as_maps_on_its_patch_grid(deit):
 
 def test_register_tokens_are_set_aside_by_the_models_own_count():
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, reg_tokens=4, num_classes=7).eval()
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, reg_tokens=4, num_classes=7, depth=5).eval()
     spec = clustercam.from_module(model, device="cpu")
     with LayerCapture(spec.model, "blocks.3", input_shape=(224, 224)) as capture, torch.inference_mode():
         spec.model(spec.preprocess(CHELSEA))
