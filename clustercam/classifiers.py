@@ -189,11 +189,24 @@ def load_exported(
             f"{file.name} was exported for a batch of one size only; explanations push several images through "
             "at once. Export it with a dynamic batch: dynamic_shapes=({0: torch.export.Dim('batch', min=1, max=4096)},)."
         )
-    module = torch.export.unflatten(program)
+    module = _with_kinds(torch.export.unflatten(program), program)
     names = read_labels(labels) if isinstance(labels, (str, os.PathLike)) else labels
     source = f"The labels file {Path(labels).name}" if isinstance(labels, (str, os.PathLike)) else "labels"
     return from_module(module, names, mean=mean, std=std, input_shape=shape, layer=layer, name=file.name,
                        device=device, categories_source=source)
+
+
+def _with_kinds(module: nn.Module, program) -> nn.Module:
+    """Each rebuilt module told the class it was exported from (the graph's ``nn_module_stack``:
+    ``Conv2d``, ``BasicBlock``), for the layer list; the rebuilt ones are all ``InterpreterModule``."""
+    kinds: dict[str, str] = {}
+    for node in program.graph.nodes:
+        for path, kind in (node.meta.get("nn_module_stack") or {}).values():
+            kinds.setdefault(str(path), str(kind).rsplit(".", 1)[-1])
+    for name, child in module.named_modules():
+        if name and name in kinds:
+            child.clustercam_kind = kinds[name]
+    return module
 
 
 def _check_versions(file: Path) -> None:

@@ -35,8 +35,15 @@ LITE_STD = (128 / 255,) * 3
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 #: Modules that hand on a tensor computed elsewhere: never worth listing as a layer.
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
-#: Pass-through modules of other libraries, by class name (timm's stochastic depth: identity in eval).
-_PASS_THROUGH_NAMES = frozenset({"DropPath"})
+#: Pass-through modules by class name: other libraries' (timm's stochastic depth, identity in eval)
+#: and those of an exported program, whose modules are all ``InterpreterModule``\ s.
+_PASS_THROUGH_NAMES = frozenset({"DropPath", "Identity", "Dropout", "Dropout2d"})
+
+
+def module_kind(module: nn.Module) -> str:
+    """A module's class name; for a module rebuilt from an exported program, the class it was
+    exported from (``clustercam_kind``, set by :func:`clustercam.classifiers.load_exported`)."""
+    return getattr(module, "clustercam_kind", None) or type(module).__name__
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -238,13 +245,13 @@ def list_layers(model: nn.Module, input_size: int, device: torch.device,
             calls[name] = calls.get(name, 0) + 1
             layout = layout_of(model, module, output, height, width)
             if layout is not None:
-                found[name] = (layout.to_maps(output), type(module).__name__, output.data_ptr())
+                found[name] = (layout.to_maps(output), module_kind(module), output.data_ptr())
                 order.append(name)
 
         return hook
 
     for name, module in model.named_modules():
-        if name and not isinstance(module, _PASS_THROUGH) and type(module).__name__ not in _PASS_THROUGH_NAMES:
+        if name and not isinstance(module, _PASS_THROUGH) and module_kind(module) not in _PASS_THROUGH_NAMES:
             handles.append(module.register_forward_hook(make_hook(name, module)))
     try:
         with torch.inference_mode():

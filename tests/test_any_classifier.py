@@ -128,6 +128,8 @@ def test_an_exported_file_keeps_its_layer_names_and_its_input_size(exported):
     assert spec.name == "classifier.pt2" and spec.categories == tuple(classes(5)) and spec.input_shape == (128, 128)
     names = [info.name for info in spec.layers()]
     assert {"layer1", "layer4", "layer4.1.conv2"} <= set(names) and spec.default_layer == "layer4"
+    kinds = {info.name: info.kind for info in spec.layers()}  # the classes it was exported from
+    assert (kinds["layer4"], kinds["layer4.1.conv2"], kinds["layer1.0.bn1"]) == ("Sequential", "Conv2d", "BatchNorm2d")
     x = spec.preprocess(CHELSEA)  # a 451 × 300 photograph, resized to the program's one size
     assert x.shape == (1, 3, 128, 128)
     with torch.inference_mode():
