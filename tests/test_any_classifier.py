@@ -231,8 +231,8 @@ def test_swin_stages_are_read_as_maps_and_explained():
     assert spec.default_layer == "norm" and {(layers[f"layers.{i}"].height) for i in range(3)} == {56, 28, 14}
     assert all(info.height in (56, 28, 14, 7) for info in layers.values())  # no attention maps (windows × heads)
     x = spec.preprocess(CHELSEA)
-    for method in ("clustercam", "gradcam", "reciprocam"):
-        result = clustercam.get_method(method)(spec, "layers.3", **({"q": 3} if method == "clustercam" else {}))(x)
+    for method in ("clustercam", "gradcam", "reciprocam", "ablationcam"):
+        result = clustercam.get_method(method)(spec, "layers.3", **({"q": 3} if method == "clustercam" else QUICK.get(method, {})))(x)
         assert result.heatmaps.shape == (1, 224, 224) and torch.isfinite(result.heatmaps).all()
 
 
