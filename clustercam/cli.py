@@ -154,7 +154,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         return 2
     if report.settings.get("rank", 0) != 0:
         return 0  # under torchrun, rank 0 merged every rank's records and wrote the tables
-    paths = report.write(args.out)
+    paths = report.written or report.write(args.out)  # run_benchmark wrote them where out was given
     print(paths["table1"].read_text(encoding="utf-8"))
     print(f"Wrote {', '.join(str(path) for path in paths.values())}")
     return 0

@@ -63,8 +63,13 @@ def labelled_photos(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_bench_end_to_end_on_real_photographs(
-    tmp_path: Path, labelled_photos: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, labelled_photos: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from clustercam.bench import report as report_module
+
+    writes = []
+    write_report = report_module.write_report
+    monkeypatch.setattr(report_module, "write_report", lambda *a, **k: writes.append(a) or write_report(*a, **k))
     methods = ["clustercam"] + (["gradcam"] if "gradcam" in METHODS else [])
     out = tmp_path / "out"
     parser = add_bench_arguments(argparse.ArgumentParser())
@@ -76,6 +81,7 @@ def test_bench_end_to_end_on_real_photographs(
     assert run_bench_command(args) == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Differences to clustercam" in printed
+    assert len(writes) == 1  # the tables (and bench.png) drawn once, where the run was told to write them
 
     for name in ("per_image.csv", "pairs.csv", "intervals.csv", "results.json", "table1.md", "table2.md", "bench.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name

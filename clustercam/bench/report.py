@@ -82,6 +82,7 @@ class BenchmarkReport:
         curves: method → ``{"fractions", "deletion", "insertion"}`` mean curves.
         intervals: method → metric → :class:`~clustercam.stats.Interval` of the method's
             difference to ``settings["reference"]``.
+        written: the files :meth:`write` wrote last, by kind (``table1``, ``results``, …).
     """
 
     settings: dict
@@ -90,10 +91,12 @@ class BenchmarkReport:
     summaries: dict[str, MethodMetrics] = field(default_factory=dict)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    written: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def write(self, out: str | os.PathLike) -> dict[str, Path]:
         """Write every file into ``out`` (see :func:`write_report`)."""
-        return write_report(self, out)
+        self.written = write_report(self, out)
+        return self.written
 
 
 def _clean(value: object) -> object:
