@@ -213,8 +213,14 @@ def _check_versions(file: Path) -> None:
     """Refuse, by name, a program written by a torch newer than this one: its archive version or its
     serialisation schema's major version is above what this torch reads (the archive's
     ``archive_version`` and ``models/*.json``'s ``schema_version`` and ``torch_version``)."""
-    from torch._export.serde.schema import SCHEMA_VERSION
-    from torch.export.pt2_archive.constants import ARCHIVE_VERSION_VALUE
+    try:  # where this torch keeps them (private modules: an older torch may not have the archive's)
+        from torch._export.serde.schema import SCHEMA_VERSION
+    except ImportError:
+        return
+    try:
+        from torch.export.pt2_archive.constants import ARCHIVE_VERSION_VALUE
+    except ImportError:
+        ARCHIVE_VERSION_VALUE = 10**9  # no archive version to compare with
 
     written_by, too_new = None, []
     with zipfile.ZipFile(file) as archive:
