@@ -41,6 +41,7 @@ from .zoo import (
     default_device,
     default_layer,
     fixed_input_shape,
+    ready_to_explain,
 )
 
 
@@ -92,11 +93,7 @@ def from_module(
         ValueError: not a classifier, names that do not match its logits, a layer it does not have.
     """
     target = torch.device(device) if device is not None else default_device()
-    for module in model.modules():
-        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
-            module.inplace = False
-    model.requires_grad_(False)
-    model = model.eval().to(target)
+    model = ready_to_explain(model, target)
     shape = input_shape or fixed_input_shape(model)
     height, width = shape or (input_size, input_size)
     with torch.inference_mode():

@@ -60,16 +60,16 @@ class LayerCapture:
         self.activations: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.layout: Layout = MAPS
-        self._handles: list[RemovableHandle] = []
+        self._handle: RemovableHandle | None = None
         self._owner: int | None = None
         self._active = True
 
     def __enter__(self) -> LayerCapture:
-        if self._handles:
+        if self._handle is not None:
             raise RuntimeError("LayerCapture is not re-entrant.")
         self._owner = threading.get_ident()
         self._active = True
-        self._handles = [self.module.register_forward_hook(self._hook)]
+        self._handle = self.module.register_forward_hook(self._hook)
         return self
 
     def __exit__(
@@ -81,10 +81,10 @@ class LayerCapture:
         self.remove()
 
     def remove(self) -> None:
-        """Remove the hooks and drop the captured tensors (idempotent)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        """Remove the hook and drop the captured tensors (idempotent)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
         self.activations = self.output = None
 
     def paused(self) -> _Paused:

@@ -103,12 +103,20 @@ class Tail:
             return TailCheck(None, str(error), count)
         except RuntimeError as error:  # shape errors of one-image tensors meeting k rows: nothing ran through
             return TailCheck(None, f"{type(error).__name__}: {error}", 0)
-        expected = expected.float()
-        tolerance = VALIDATION_RTOL * float(expected.abs().max())
-        if not torch.allclose(logits[0], expected, rtol=VALIDATION_RTOL, atol=tolerance):
-            error = (logits[0] - expected).abs().max().item()
+        error = _mismatch(logits[0], expected)
+        if error is not None:
             return TailCheck(None, f"the un-perturbed row's logits differ from the original by up to {error:.3g}", count)
         return TailCheck(logits[1:], "", count)
+
+
+def _mismatch(logits: torch.Tensor, expected: torch.Tensor) -> float | None:
+    """The largest difference of ``logits`` from ``expected`` where they differ beyond
+    :data:`VALIDATION_RTOL` (relative to the largest expected logit), else None."""
+    expected = expected.float()
+    tolerance = VALIDATION_RTOL * float(expected.abs().max())
+    if torch.allclose(logits, expected, rtol=VALIDATION_RTOL, atol=tolerance):
+        return None
+    return (logits - expected).abs().max().item()
 
 
 class _Seen:
@@ -167,8 +175,7 @@ def _check(network, layer: nn.Module, image: torch.Tensor, make_rows) -> tuple[b
         return False, "the layer was not reached"
     if logits.shape[0] < 2:
         return False, f"{logits.shape[0]} rows of logits for the expanded output"
-    tolerance = VALIDATION_RTOL * float(expected.abs().max())
-    if not torch.allclose(logits[0], expected, rtol=VALIDATION_RTOL, atol=tolerance):
-        error = (logits[0] - expected).abs().max().item()
+    error = _mismatch(logits[0], expected)
+    if error is not None:
         return False, f"the image's own row differs from its plain pass by up to {error:.3g}"
     return True, ""

@@ -451,6 +451,17 @@ def _entry_for(name: str) -> ModelEntry:
     )
 
 
+def ready_to_explain(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in eval mode on ``device``, its parameters frozen (explanations need gradients with
+    respect to activations only) and its in-place activations switched off (an in-place ReLU would
+    overwrite the captured output of the layer before it)."""
+    for module in model.modules():
+        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
+            module.inplace = False
+    model.requires_grad_(False)
+    return model.eval().to(device)
+
+
 def is_model_file(name: str | os.PathLike) -> bool:
     """Whether ``name`` names an exported program file (``*.pt2``) rather than a zoo model."""
     return str(name).endswith(".pt2") or (os.sep in str(name) and Path(name).is_file())
@@ -481,12 +492,7 @@ def load_model(
         return load_exported(name, labels, device=device)
     entry = _entry_for(str(name))
     target = torch.device(device) if device is not None else default_device()
-    model = entry.build(pretrained)
-    for module in model.modules():
-        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
-            module.inplace = False
-    model.requires_grad_(False)
-    model = model.eval().to(target)
+    model = ready_to_explain(entry.build(pretrained), target)
     channels_last = channels_last_wanted()
     if channels_last:  # faster convolutions on CPUs and tensor cores; same results
         model = model.to(memory_format=torch.channels_last)
