@@ -176,6 +176,8 @@ def test_the_heading_follows_and_the_zip_is_written_when_the_details_are_opened(
 def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, server_url, viewport, tmp_path):
     """A classroom without internet: the page and everything it fetches come from the server; on a
     phone no tab hides behind an overflow menu."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page = browser.new_page(viewport=viewport)
     page.set_default_timeout(120_000)
     fetched: list[str] = []
@@ -184,7 +186,10 @@ def test_every_tab_is_one_tap_away_and_nothing_comes_from_outside(browser, serve
     page.wait_for_selector("#explain-btn")
     for tab in ("explain", "walk", "compare", "sweeps", "teach"):
         button = page.locator(f"#tab-{tab}-button")
-        assert button.is_visible(), f"{tab} is hidden (behind the overflow menu?)"
+        try:  # the tab row is laid out (and its overflow measured) just after the page appears
+            button.wait_for(state="visible", timeout=10_000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"{tab} is hidden (behind the overflow menu?)")
         box = button.bounding_box()  # shown in the tab row itself (on a phone, below the settings)
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (tab, box)
     page.locator("#tab-teach-button").click()
